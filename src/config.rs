@@ -1,0 +1,271 @@
+//! podgraft's configuration: a TOML file (unknown keys rejected) overridden by command-line flags.
+//! Every default works on a stock containerd node.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where `podgraft serve` looks for its config when `--config` is not given; a missing file there
+/// means "all defaults".
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/podgraft/config.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// The file format; see `docs/config.md` for every key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The kubelet-facing CRI socket.
+    pub listen: String,
+    /// Permission bits of the sockets podgraft creates, as an octal string.
+    pub socket_mode: String,
+    /// containerd's CRI socket.
+    pub runtime_endpoint: String,
+    /// A separate image service socket; empty means the runtime endpoint serves images too.
+    pub image_endpoint: String,
+    /// Largest gRPC message relayed in either direction.
+    pub max_message_bytes: usize,
+    /// How long shutdown waits for in-flight calls.
+    pub drain_timeout_seconds: u64,
+    /// Longest wait for one backend connection attempt.
+    pub backend_connect_timeout_ms: u64,
+    /// Upper bound of the reconnect backoff.
+    pub backend_max_backoff_ms: u64,
+    /// Worker threads of the runtime; 0 runs everything on one thread, which measures fastest on
+    /// small nodes (a relay hop is latency-bound, not CPU-bound).
+    pub worker_threads: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "/run/podgraft/podgraft.sock".into(),
+            socket_mode: "0660".into(),
+            runtime_endpoint: "unix:///run/containerd/containerd.sock".into(),
+            image_endpoint: String::new(),
+            max_message_bytes: 16 << 20,
+            drain_timeout_seconds: 10,
+            backend_connect_timeout_ms: 2000,
+            backend_max_backoff_ms: 5000,
+            worker_threads: 0,
+        }
+    }
+}
+
+/// Flags that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub runtime_endpoint: Option<String>,
+    pub image_endpoint: Option<String>,
+}
+
+/// The checked configuration the server runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub listen: PathBuf,
+    pub socket_mode: u32,
+    pub runtime_endpoint: PathBuf,
+    pub image_endpoint: Option<PathBuf>,
+    pub max_message_bytes: usize,
+    pub drain_timeout: Duration,
+    pub backend_connect_timeout: Duration,
+    pub backend_max_backoff: Duration,
+    pub worker_threads: usize,
+}
+
+impl Config {
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })
+    }
+
+    /// Reads `path`, or the default location (if it exists) when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let (path, required) = match path {
+            Some(p) => (p, true),
+            None => (Path::new(DEFAULT_CONFIG_PATH), false),
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Applies the flags and checks every value.
+    pub fn settle(mut self, flags: Overrides) -> Result<Settings, ConfigError> {
+        if let Some(v) = flags.listen {
+            self.listen = v;
+        }
+        if let Some(v) = flags.runtime_endpoint {
+            self.runtime_endpoint = v;
+        }
+        if let Some(v) = flags.image_endpoint {
+            self.image_endpoint = v;
+        }
+        let socket_mode = u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                invalid(
+                    "socket_mode",
+                    format!("{:?} is not an octal mode like \"0660\"", self.socket_mode),
+                )
+            })?;
+        if !(1024..=(256 << 20)).contains(&self.max_message_bytes) {
+            return Err(invalid(
+                "max_message_bytes",
+                format!("{} is outside 1024..=268435456", self.max_message_bytes),
+            ));
+        }
+        if self.backend_connect_timeout_ms == 0 || self.backend_max_backoff_ms == 0 {
+            let key = if self.backend_connect_timeout_ms == 0 {
+                "backend_connect_timeout_ms"
+            } else {
+                "backend_max_backoff_ms"
+            };
+            return Err(invalid(key, "must be greater than 0"));
+        }
+        if self.worker_threads > 1024 {
+            return Err(invalid("worker_threads", "at most 1024"));
+        }
+        let image_endpoint = match self.image_endpoint.as_str() {
+            "" => None,
+            s => Some(socket_path("image_endpoint", s)?),
+        };
+        Ok(Settings {
+            listen: socket_path("listen", &self.listen)?,
+            socket_mode,
+            runtime_endpoint: socket_path("runtime_endpoint", &self.runtime_endpoint)?,
+            image_endpoint,
+            max_message_bytes: self.max_message_bytes,
+            drain_timeout: Duration::from_secs(self.drain_timeout_seconds),
+            backend_connect_timeout: Duration::from_millis(self.backend_connect_timeout_ms),
+            backend_max_backoff: Duration::from_millis(self.backend_max_backoff_ms),
+            worker_threads: self.worker_threads,
+        })
+    }
+}
+
+/// Accepts `unix:///abs/path` or `/abs/path`, as the kubelet's endpoint flags do.
+pub fn socket_path(key: &'static str, value: &str) -> Result<PathBuf, ConfigError> {
+    let path = match value.split_once("://") {
+        Some(("unix", rest)) => rest,
+        Some((scheme, _)) => {
+            return Err(invalid(
+                key,
+                format!("{value:?}: only unix:// endpoints are supported, not {scheme}://"),
+            ));
+        }
+        None => value,
+    };
+    if !path.starts_with('/') {
+        return Err(invalid(
+            key,
+            format!("{value:?} must be an absolute socket path"),
+        ));
+    }
+    if path.len() >= 108 {
+        return Err(invalid(
+            key,
+            format!("{value:?} is longer than a Unix socket path may be (107 bytes)"),
+        ));
+    }
+    Ok(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settle(text: &str) -> Result<Settings, ConfigError> {
+        Config::parse(text, Path::new("t.toml"))?.settle(Overrides::default())
+    }
+
+    #[test]
+    fn defaults_fit_a_stock_node() {
+        let s = settle("").unwrap();
+        assert_eq!(s.listen, PathBuf::from("/run/podgraft/podgraft.sock"));
+        assert_eq!(
+            s.runtime_endpoint,
+            PathBuf::from("/run/containerd/containerd.sock")
+        );
+        assert_eq!(s.socket_mode, 0o660);
+        assert_eq!(s.max_message_bytes, 16 << 20);
+        assert_eq!(s.image_endpoint, None);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let cfg = Config::parse(
+            "listen = \"/a.sock\"\nruntime_endpoint = \"/b.sock\"",
+            Path::new("t"),
+        )
+        .unwrap();
+        let s = cfg
+            .settle(Overrides {
+                listen: Some("unix:///c.sock".into()),
+                image_endpoint: Some("/i.sock".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(s.listen, PathBuf::from("/c.sock"));
+        assert_eq!(s.runtime_endpoint, PathBuf::from("/b.sock"));
+        assert_eq!(s.image_endpoint, Some(PathBuf::from("/i.sock")));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let unknown = settle("lisen = \"/x\"").unwrap_err().to_string();
+        assert!(
+            unknown.contains("lisen") && unknown.contains("t.toml"),
+            "{unknown}"
+        );
+        let wrong_type = settle("max_message_bytes = \"big\"")
+            .unwrap_err()
+            .to_string();
+        assert!(wrong_type.contains("max_message_bytes"), "{wrong_type}");
+        for (text, key) in [
+            ("socket_mode = \"999\"", "socket_mode"),
+            ("max_message_bytes = 10", "max_message_bytes"),
+            ("runtime_endpoint = \"tcp://1.2.3.4:1\"", "runtime_endpoint"),
+            ("listen = \"relative.sock\"", "listen"),
+            ("backend_max_backoff_ms = 0", "backend_max_backoff_ms"),
+        ] {
+            let err = settle(text).unwrap_err().to_string();
+            assert!(err.starts_with(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_default_file_means_defaults_but_missing_explicit_file_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::load(Some(&dir.path().join("nope.toml"))).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+    }
+}

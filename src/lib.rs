@@ -1,0 +1,20 @@
+//! podgraft: a CRI runtime shim that relays the kubelet's CRI calls to containerd and, for pods that
+//! opted in, adds containers to running pods (the node half of KEP-5972, Dynamic Containers).
+//!
+//! # Layout
+//! - [`config`]: the TOML file and flags, checked into [`config::Settings`].
+//! - [`daemon`]: `podgraft serve`, wiring settings, backends, interceptors and the socket.
+//! - [`server`]: the kubelet-facing edge, an HTTP/2 relay that forwards gRPC frames untouched:
+//!   - [`server::relay`]: routing, pass-through and intercepted calls;
+//!   - [`server::backend`]: the reconnecting HTTP/2 connection to containerd;
+//!   - [`server::intercept`]: the per-method interceptor registry and call observers;
+//!   - [`server::body`], [`server::grpc`]: body wrappers and gRPC framing;
+//!   - [`server::listener`]: Unix socket set-up; [`server::metrics`]: the logging/metrics observer.
+//! - [`wire`]: protobuf wire-format helpers that read or drop fields while keeping all other bytes.
+//! - [`testing`]: an in-memory fake CRI backend for unit tests and benchmarks.
+
+pub mod config;
+pub mod daemon;
+pub mod server;
+pub mod testing;
+pub mod wire;

@@ -1,0 +1,289 @@
+//! The CRI relay: every call is forwarded to the backend as raw HTTP/2 + gRPC frames.
+//!
+//! Methods without an interceptor never have their messages decoded: headers (metadata, `grpc-timeout`),
+//! data frames and trailers are handed through as they are, so fields and methods this build has never
+//! heard of reach containerd unchanged and its statuses come back as it sent them. Methods with an
+//! interceptor are buffered one message at a time and re-framed after the interceptor has seen them.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, StreamBody};
+use tonic::Status;
+
+use super::backend::Backend;
+use super::body::{self, BodyError, CallEnd, Oversize, RelayBody, RequestWatch, ResponseWatch};
+use super::grpc::{MessageDecoder, encode_message, status_code, status_response, status_trailers};
+use super::intercept::{CallContext, MessageInterceptor, Registry};
+
+/// Path prefixes of the image services, which may live on their own endpoint.
+const IMAGE_SERVICES: [&str; 2] = [
+    "/runtime.v1.ImageService/",
+    "/runtime.v1alpha2.ImageService/",
+];
+
+pub struct Relay {
+    runtime: Backend,
+    image: Option<Backend>,
+    registry: Registry,
+    observers: Arc<[Arc<dyn super::intercept::CallObserver>]>,
+    max_message: usize,
+}
+
+impl Relay {
+    pub fn new(
+        runtime: Backend,
+        image: Option<Backend>,
+        registry: Registry,
+        max_message: usize,
+    ) -> Self {
+        let observers = registry.observers();
+        Self {
+            runtime,
+            image,
+            registry,
+            observers,
+            max_message,
+        }
+    }
+
+    fn backend_for(&self, path: &str) -> &Backend {
+        match &self.image {
+            Some(image) if IMAGE_SERVICES.iter().any(|p| path.starts_with(p)) => image,
+            _ => &self.runtime,
+        }
+    }
+
+    /// Serves one call. Never fails at the HTTP level: every problem becomes a gRPC status.
+    pub async fn handle<B>(
+        self: Arc<Self>,
+        req: Request<B>,
+    ) -> Result<Response<RelayBody>, Infallible>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BodyError>,
+    {
+        let method = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let end = (!self.observers.is_empty())
+            .then(|| CallEnd::new(method.clone(), self.observers.clone()));
+        let result = match self.registry.interceptor(method.path()) {
+            None => self.pass_through(req, end).await,
+            Some(interceptor) => self.intercepted(interceptor.clone(), req, end).await,
+        };
+        Ok(result.unwrap_or_else(|(status, end)| {
+            if let Some(end) = end {
+                end.finish(status.code());
+            }
+            status_response(status)
+        }))
+    }
+
+    async fn pass_through<B>(
+        &self,
+        req: Request<B>,
+        end: Option<CallEnd>,
+    ) -> Result<Response<RelayBody>, Failure>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BodyError>,
+    {
+        let backend = self.backend_for(req.uri().path());
+        let mut sender = match backend.sender().await {
+            Ok(s) => s,
+            Err(status) => return Err((status, end)),
+        };
+        let (parts, body) = req.into_parts();
+        let oversize = Oversize::default();
+        let body = RequestWatch::new(body, self.max_message, oversize.clone()).boxed_unsync();
+        let req = Request::from_parts(parts, body);
+        match sender.send_request(to_backend(req)).await {
+            Ok(resp) => Ok(self.watch_response(resp, end)),
+            Err(err) => Err((self.send_error(backend, &oversize, &err), end)),
+        }
+    }
+
+    async fn intercepted<B>(
+        &self,
+        interceptor: Arc<dyn MessageInterceptor>,
+        req: Request<B>,
+        end: Option<CallEnd>,
+    ) -> Result<Response<RelayBody>, Failure>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BodyError>,
+    {
+        let (parts, mut body) = req.into_parts();
+        let call = Arc::new(CallContext {
+            method: parts.uri.path().to_string(),
+            metadata: parts.headers.clone(),
+        });
+        // CRI has no client-streaming methods: the request is complete once its body ends.
+        let mut decoder = MessageDecoder::new(self.max_message);
+        let mut forwarded = Vec::new();
+        loop {
+            match decoder.next_message() {
+                Err(status) => return Err((status, end)),
+                Ok(Some(msg)) => match interceptor.on_request(&call, msg).await {
+                    Ok(msg) => forwarded.extend_from_slice(&encode_message(&msg)),
+                    Err(status) => return Err((status, end)),
+                },
+                Ok(None) => match body.frame().await {
+                    None => break,
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            decoder.push(data);
+                        }
+                    }
+                    Some(Err(err)) => {
+                        let err: BodyError = err.into();
+                        return Err((
+                            Status::cancelled(format!("podgraft: request body failed: {err}")),
+                            end,
+                        ));
+                    }
+                },
+            }
+        }
+        if decoder.has_partial() {
+            return Err((
+                Status::internal("podgraft: request ended inside a gRPC message"),
+                end,
+            ));
+        }
+
+        let backend = self.backend_for(&call.method);
+        let mut sender = match backend.sender().await {
+            Ok(s) => s,
+            Err(status) => return Err((status, end)),
+        };
+        let mut req = Request::from_parts(parts, body::full(Bytes::from(forwarded)));
+        req.headers_mut().remove(http::header::CONTENT_LENGTH);
+        let resp = match sender.send_request(to_backend(req)).await {
+            Ok(resp) => resp,
+            Err(err) => return Err((self.send_error(backend, &Oversize::default(), &err), end)),
+        };
+        if status_code(resp.headers()).is_some() {
+            // A trailers-only answer (an error) carries no message to intercept.
+            return Ok(self.watch_response(resp, end));
+        }
+        let (mut parts, body) = resp.into_parts();
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        let mapped = map_messages(
+            body,
+            MessageDecoder::new(self.max_message),
+            interceptor,
+            call,
+        );
+        let body = ResponseWatch::new(mapped, self.max_message, end, None).boxed_unsync();
+        Ok(Response::from_parts(parts, body))
+    }
+
+    fn watch_response(
+        &self,
+        resp: Response<hyper::body::Incoming>,
+        end: Option<CallEnd>,
+    ) -> Response<RelayBody> {
+        let header_code = status_code(resp.headers());
+        resp.map(|b| ResponseWatch::new(b, self.max_message, end, header_code).boxed_unsync())
+    }
+
+    fn send_error(&self, backend: &Backend, oversize: &Oversize, err: &hyper::Error) -> Status {
+        if let Some(len) = oversize.get() {
+            return super::grpc::too_large(len, self.max_message);
+        }
+        Status::unavailable(format!(
+            "podgraft: CRI backend unix://{} failed the call: {err}",
+            backend.path().display()
+        ))
+    }
+}
+
+/// A failed call: the status to answer with, and the observer record still to close.
+type Failure = (Status, Option<CallEnd>);
+
+/// Gives the request the absolute URI an HTTP/2 client needs, keeping path, query and authority.
+fn to_backend(mut req: Request<RelayBody>) -> Request<RelayBody> {
+    let uri = req.uri();
+    if uri.scheme().is_none() || uri.authority().is_none() {
+        let mut parts = uri.clone().into_parts();
+        parts.scheme = Some(Scheme::HTTP);
+        if parts.authority.is_none() {
+            parts.authority = Some(Authority::from_static("localhost"));
+        }
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+/// Passes each response message of `body` through the interceptor, then the trailers as they were.
+fn map_messages(
+    body: hyper::body::Incoming,
+    decoder: MessageDecoder,
+    interceptor: Arc<dyn MessageInterceptor>,
+    call: Arc<CallContext>,
+) -> RelayBody {
+    struct St {
+        body: hyper::body::Incoming,
+        decoder: MessageDecoder,
+        interceptor: Arc<dyn MessageInterceptor>,
+        call: Arc<CallContext>,
+        done: bool,
+    }
+    let fail = |st: St, status: Status| {
+        let mut st = st;
+        st.done = true;
+        Some((
+            Ok::<_, BodyError>(Frame::trailers(status_trailers(&status))),
+            st,
+        ))
+    };
+    let state = St {
+        body,
+        decoder,
+        interceptor,
+        call,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(state, move |mut st| async move {
+        if st.done {
+            return None;
+        }
+        loop {
+            match st.decoder.next_message() {
+                Err(status) => return fail(st, status),
+                Ok(Some(msg)) => match st.interceptor.on_response(&st.call, msg).await {
+                    Ok(Some(msg)) => return Some((Ok(Frame::data(encode_message(&msg))), st)),
+                    Ok(None) => continue,
+                    Err(status) => return fail(st, status),
+                },
+                Ok(None) => {}
+            }
+            match st.body.frame().await {
+                None => return None,
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => st.decoder.push(data),
+                    Err(frame) => {
+                        st.done = true;
+                        return Some((Ok(frame), st));
+                    }
+                },
+                Some(Err(err)) => {
+                    let status =
+                        Status::unavailable(format!("podgraft: CRI backend stream broke: {err}"));
+                    return fail(st, status);
+                }
+            }
+        }
+    });
+    BodyExt::boxed_unsync(StreamBody::new(stream))
+}
