@@ -1,1 +1,6 @@
+//! Integration tests: podgraft in front of a real containerd + runc that the harness starts itself.
 
+mod harness;
+mod pod;
+mod registry;
+mod relay_flow;

@@ -209,6 +209,7 @@ async fn accept_loop(
         let service = service_fn(move |req| answer(req, recorded.clone(), handler.clone()));
         connections.spawn(async move {
             let _ = http2::Builder::new(TokioExecutor::new())
+                .auto_date_header(false)
                 .initial_stream_window_size(4 << 20)
                 .initial_connection_window_size(16 << 20)
                 .max_frame_size(1 << 20)

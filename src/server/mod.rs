@@ -54,7 +54,9 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .initial_stream_window_size(settings.stream_window)
         .initial_connection_window_size(settings.connection_window)
-        .max_frame_size(settings.max_frame_size);
+        .max_frame_size(settings.max_frame_size)
+        // Response headers are the backend's; adding our own `date` would change them.
+        .auto_date_header(false);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

@@ -151,6 +151,10 @@ async fn statuses_and_metadata_come_back_as_the_backend_sent_them() {
     let ok = client.call(VERSION, &[Bytes::new()], md.clone()).await;
     assert_eq!(ok.code, Code::Ok);
     assert_eq!(ok.headers.get("x-echo").unwrap(), "t-123");
+    assert!(
+        ok.headers.get("date").is_none(),
+        "the relay must not add headers"
+    );
     assert_eq!(ok.trailers.get("x-trailer").unwrap(), "t-123");
 
     let err = client

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what the tests need, builds the offline test
+# images, then checks formatting and lints and runs the unit tests and the integration tests against a
+# real containerd + runc (which the tests start themselves, privately).
+#
+# Under CI=true a missing real component fails the integration tests instead of skipping them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+hack/install-deps.sh
+hack/build-images.py target/test-images >/dev/null
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== tests (unit + integration on real containerd)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast "$@"
+else
+  echo "cargo-nextest not found; using cargo test" >&2
+  cargo test --locked --no-fail-fast "$@"
+fi
