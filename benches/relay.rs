@@ -1,1 +1,388 @@
-fn main() {}
+//! Relay overhead: the same CRI calls sent directly to a backend and through a podgraft process in
+//! front of it, interleaved in one run, printed side by side (p50/p99 and the added latency).
+//!
+//! Backends: the in-process fake CRI backend (Version; ListContainers with 1,000 containers) and, when
+//! containerd is installed, a private real containerd (ListContainers, ContainerStatus).
+//!
+//!     cargo bench --bench relay            (or hack/bench.sh, which installs what it needs first)
+//!     BENCH_SCALE=0.2 cargo bench ...      fewer samples, for a quick look
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use podgraft::testing::{FakeCri, default_handler, uds_channel};
+use tonic::transport::Channel;
+
+type Client = RuntimeServiceClient<Channel>;
+
+fn scale(n: usize) -> usize {
+    let s: f64 = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64 * s) as usize).max(20)
+}
+
+struct Podgraft(Child);
+
+impl Podgraft {
+    fn start(listen: &Path, backend: &Path) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_podgraft"))
+            .args(["serve", "--config", "/dev/null", "--listen"])
+            .arg(listen)
+            .arg("--runtime-endpoint")
+            .arg(backend)
+            .env("PODGRAFT_LOG", "warn")
+            .spawn()
+            .expect("spawn podgraft");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(listen).is_err() {
+            assert!(Instant::now() < deadline, "podgraft did not come up");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self(child)
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Podgraft {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[derive(Default)]
+struct Samples(Vec<Duration>);
+
+impl Samples {
+    fn pct(&mut self, p: usize) -> Duration {
+        self.0.sort_unstable();
+        self.0[(self.0.len() * p / 100).min(self.0.len() - 1)]
+    }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Runs `calls` calls of `op` on `conc` concurrent tasks sharing one channel; returns each latency.
+async fn measure<F, Fut>(client: &Client, calls: usize, conc: usize, op: F) -> Vec<Duration>
+where
+    F: Fn(Client) -> Fut + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..conc {
+        let client = client.clone();
+        let op = op.clone();
+        let n = calls / conc;
+        tasks.spawn_local(async move {
+            let mut out = Vec::with_capacity(n);
+            for _ in 0..n {
+                let t = Instant::now();
+                op(client.clone()).await;
+                out.push(t.elapsed());
+            }
+            out
+        });
+    }
+    let mut all = Vec::with_capacity(calls);
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r.unwrap());
+    }
+    all
+}
+
+/// Alternates direct and relayed rounds so that drift on the machine hits both sides alike.
+async fn compare<F, Fut>(
+    label: &str,
+    direct: &Client,
+    relayed: &Client,
+    calls: usize,
+    conc: usize,
+    op: F,
+) where
+    F: Fn(Client) -> Fut + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let rounds = 10;
+    let per_round = (calls / rounds).max(conc);
+    // Warm-up: connections, allocator, caches.
+    measure(direct, per_round, conc, op.clone()).await;
+    measure(relayed, per_round, conc, op.clone()).await;
+    let (mut d, mut r) = (Samples::default(), Samples::default());
+    for _ in 0..rounds {
+        d.0.extend(measure(direct, per_round, conc, op.clone()).await);
+        r.0.extend(measure(relayed, per_round, conc, op.clone()).await);
+    }
+    let (d50, d99, r50, r99) = (d.pct(50), d.pct(99), r.pct(50), r.pct(99));
+    println!(
+        "{label:<34} {conc:>4} {n:>7} | {:>9.1} {:>9.1} | {:>9.1} {:>9.1} | {:>+8.1} {:>+8.1} | {:>5.2}x {:>5.2}x",
+        us(d50),
+        us(d99),
+        us(r50),
+        us(r99),
+        us(r50) - us(d50),
+        us(r99) - us(d99),
+        r50.as_secs_f64() / d50.as_secs_f64(),
+        r99.as_secs_f64() / d99.as_secs_f64(),
+        n = d.0.len(),
+    );
+}
+
+fn header(title: &str) {
+    println!("\n{title}");
+    println!(
+        "{:<34} {:>4} {:>7} | {:>19} | {:>19} | {:>17} | {:>13}",
+        "call",
+        "conc",
+        "samples",
+        "direct p50/p99 µs",
+        "podgraft p50/p99 µs",
+        "added p50/p99 µs",
+        "ratio p50/p99"
+    );
+}
+
+async fn version(mut c: Client) {
+    c.version(cri::VersionRequest::default()).await.unwrap();
+}
+
+async fn list_all(mut c: Client) {
+    c.list_containers(cri::ListContainersRequest::default())
+        .await
+        .unwrap();
+}
+
+async fn fake_backend(dir: &Path) {
+    let fake_sock = dir.join("fake.sock");
+    let relay_sock = dir.join("podgraft.sock");
+    // The fake backend gets a thread and runtime of its own, as containerd has its own process.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let fake_path = fake_sock.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let _fake = FakeCri::with_handler(&fake_path, default_handler(1000)).unwrap();
+            ready_tx.send(()).unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    ready_rx.recv().unwrap();
+    let pg = Podgraft::start(&relay_sock, &fake_sock);
+    let direct = RuntimeServiceClient::new(uds_channel(&fake_sock).await.unwrap());
+    let relayed = RuntimeServiceClient::new(uds_channel(&relay_sock).await.unwrap());
+    let rss_before = pg.rss_kib();
+    header("In-process fake CRI backend (podgraft as a separate process in front of it)");
+    compare("Version", &direct, &relayed, scale(20_000), 1, version).await;
+    compare("Version", &direct, &relayed, scale(40_000), 16, version).await;
+    compare(
+        "ListContainers (1000 containers)",
+        &direct,
+        &relayed,
+        scale(1_000),
+        1,
+        list_all,
+    )
+    .await;
+    compare(
+        "ListContainers (1000 containers)",
+        &direct,
+        &relayed,
+        scale(2_000),
+        16,
+        list_all,
+    )
+    .await;
+    println!(
+        "podgraft RSS: {} KiB at start of run, {} KiB after it",
+        rss_before,
+        pg.rss_kib()
+    );
+}
+
+struct PrivateContainerd(PathBuf);
+
+impl Drop for PrivateContainerd {
+    fn drop(&mut self) {
+        let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/containerd.sh"))
+            .arg("stop")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+async fn real_containerd(dir: &Path) {
+    if Command::new("containerd")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!(
+            "\n*** SKIPPED: real containerd part: containerd not installed (hack/install-deps.sh) ***"
+        );
+        return;
+    }
+    let node_dir = dir.join("node");
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/containerd.sh"))
+        .arg("start")
+        .arg(&node_dir)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "hack/containerd.sh start failed");
+    let _guard = PrivateContainerd(node_dir.clone());
+    let ctd_sock = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let relay_sock = dir.join("podgraft-real.sock");
+    let _pg = Podgraft::start(&relay_sock, &ctd_sock);
+    let mut direct = RuntimeServiceClient::new(uds_channel(&ctd_sock).await.unwrap());
+    let relayed = RuntimeServiceClient::new(uds_channel(&relay_sock).await.unwrap());
+
+    // One pod with 10 running containers, so the list is not trivially small.
+    let uid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .unwrap()
+        .trim()
+        .to_string();
+    let cgroup_parent = format!("/kubepods/burstable/pod{uid}");
+    std::fs::write(node_dir.join("cgroups"), format!("{cgroup_parent}\n")).unwrap();
+    let sandbox_config = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: "bench".into(),
+            uid: uid.clone(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        log_directory: node_dir.join("pods").display().to_string(),
+        labels: [("io.kubernetes.pod.uid".to_string(), uid)].into(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let sandbox = direct
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(sandbox_config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let mut first = String::new();
+    for i in 0..10 {
+        let id = direct
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sandbox.clone(),
+                config: Some(cri::ContainerConfig {
+                    metadata: Some(cri::ContainerMetadata {
+                        name: format!("c{i}"),
+                        attempt: 0,
+                    }),
+                    image: Some(cri::ImageSpec {
+                        image: "podgraft.test/busybox:1".into(),
+                        ..Default::default()
+                    }),
+                    command: vec!["sleep".into(), "3600".into()],
+                    log_path: format!("c{i}.log"),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(sandbox_config.clone()),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        direct
+            .start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+        if i == 0 {
+            first = id;
+        }
+    }
+    header("Real containerd 1.6 (1 pod, 10 running containers)");
+    compare(
+        "ListContainers",
+        &direct,
+        &relayed,
+        scale(4_000),
+        1,
+        list_all,
+    )
+    .await;
+    compare(
+        "ListContainers",
+        &direct,
+        &relayed,
+        scale(8_000),
+        16,
+        list_all,
+    )
+    .await;
+    let status = move |mut c: Client| {
+        let id = first.clone();
+        async move {
+            c.container_status(cri::ContainerStatusRequest {
+                container_id: id,
+                verbose: false,
+            })
+            .await
+            .unwrap();
+        }
+    };
+    compare(
+        "ContainerStatus",
+        &direct,
+        &relayed,
+        scale(4_000),
+        1,
+        status.clone(),
+    )
+    .await;
+    compare(
+        "ContainerStatus",
+        &direct,
+        &relayed,
+        scale(8_000),
+        16,
+        status,
+    )
+    .await;
+}
+
+fn main() {
+    // `cargo bench` passes --bench; a filter argument is not supported: the run is one report.
+    let dir = tempfile::Builder::new()
+        .prefix("pgb-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    println!("podgraft relay benchmark: client on a current-thread runtime; latencies per call");
+    local.block_on(&rt, async {
+        fake_backend(dir.path()).await;
+        real_containerd(dir.path()).await;
+    });
+}

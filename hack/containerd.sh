@@ -150,7 +150,9 @@ stop() {
         [ -d "$ctl${cg#/}" ] || continue
         find "$ctl${cg#/}" -depth -type d -exec rmdir {} \; 2>/dev/null || true
       done
-      # Parents such as /kubepods/burstable that runc created for us, once empty.
+      # Parents such as /kubepods/burstable that runc created, once empty and no other private
+      # instance (which may be about to use them) runs.
+      pgrep -f "^containerd --config .*/config.toml" >/dev/null && continue
       p=$cg
       while p=$(dirname "$p"); [ "$p" != / ]; do
         for ctl in /sys/fs/cgroup/*/; do rmdir "$ctl${p#/}" 2>/dev/null || true; done

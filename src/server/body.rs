@@ -192,14 +192,32 @@ pub struct RequestWatch<B> {
     inner: B,
     scanner: FrameScanner,
     oversize: Oversize,
+    /// A frame read ahead by [`RequestWatch::prefetch`].
+    first: Option<Result<Frame<Bytes>, BodyError>>,
 }
 
-impl<B> RequestWatch<B> {
+impl<B> RequestWatch<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BodyError>,
+{
     pub fn new(inner: B, limit: usize, oversize: Oversize) -> Self {
         Self {
             inner,
             scanner: FrameScanner::new(limit),
             oversize,
+            first: None,
+        }
+    }
+
+    /// Waits for the request's first frame. The server hands the call over as soon as the HEADERS
+    /// frame is parsed, often before the DATA frame that came in the same packet; forwarding right
+    /// then would send HEADERS and DATA in two writes and wake the backend twice. With the first
+    /// frame in hand, the backend gets both in one write. Every CRI method sends its one request
+    /// message right after the headers, so this waits for nothing a client withholds.
+    pub async fn prefetch(&mut self) {
+        if self.first.is_none() && !self.inner.is_end_stream() {
+            self.first = std::future::poll_fn(|cx| Pin::new(&mut *self).poll_frame(cx)).await;
         }
     }
 }
@@ -220,6 +238,9 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(first));
+        }
         let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
         let Some(frame) = frame else {
             return Poll::Ready(None);
@@ -235,10 +256,13 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.first.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.first {
+            None => self.inner.size_hint(),
+            Some(_) => SizeHint::default(),
+        }
     }
 }

@@ -102,7 +102,12 @@ impl Relay {
         };
         let (parts, body) = req.into_parts();
         let oversize = Oversize::default();
-        let body = RequestWatch::new(body, self.max_message, oversize.clone()).boxed_unsync();
+        let mut body = RequestWatch::new(body, self.max_message, oversize.clone());
+        body.prefetch().await;
+        if let Some(len) = oversize.get() {
+            return Err((super::grpc::too_large(len, self.max_message), end));
+        }
+        let body = body.boxed_unsync();
         let req = Request::from_parts(parts, body);
         match sender.send_request(to_backend(req)).await {
             Ok(resp) => Ok(self.watch_response(resp, end)),
