@@ -4,19 +4,25 @@
 //! UNAVAILABLE, and the task reconnects with bounded exponential backoff. A call that finds the
 //! connection down wakes the task and waits briefly for one fresh attempt, so the first call after
 //! containerd returns succeeds instead of waiting out a backoff interval.
+//!
+//! The client is `h2` itself rather than hyper's wrapper: hyper waits for flow-control capacity
+//! before sending any request data, which puts HEADERS and DATA into two writes (and two wake-ups of
+//! containerd) per call. Here a request's ready frames are queued with its headers and leave in one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::http2::{self, SendRequest};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use bytes::Bytes;
+use h2::client::SendRequest;
+use http::{Request, Response};
 use tokio::net::UnixStream;
 use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
 use tonic::Status;
 
 use super::body::RelayBody;
+use super::h2body::{H2Body, send_body};
 
 /// Tunables of the backend connection.
 #[derive(Debug, Clone)]
@@ -48,7 +54,7 @@ impl Default for BackendSettings {
 
 #[derive(Clone)]
 enum State {
-    Up(SendRequest<RelayBody>),
+    Up(SendRequest<Bytes>),
     Down(Arc<str>),
 }
 
@@ -81,14 +87,37 @@ impl Backend {
         &self.path
     }
 
+    /// Sends one call and waits for the response headers. The request body is forwarded as it
+    /// comes; failures are UNAVAILABLE naming the socket (the caller may refine them).
+    pub async fn send(&self, req: Request<RelayBody>) -> Result<Response<H2Body>, Status> {
+        let sender = self.sender().await?;
+        let mut sender = sender.ready().await.map_err(|e| self.unavailable(&e))?;
+        let (parts, body) = req.into_parts();
+        let end_of_stream = http_body::Body::is_end_stream(&body);
+        let (response, stream) = sender
+            .send_request(Request::from_parts(parts, ()), end_of_stream)
+            .map_err(|e| self.unavailable(&e))?;
+        if !end_of_stream {
+            send_body(body, stream);
+        }
+        let response = response.await.map_err(|e| self.unavailable(&e))?;
+        Ok(response.map(H2Body::new))
+    }
+
+    fn unavailable(&self, err: &dyn std::fmt::Display) -> Status {
+        Status::unavailable(format!(
+            "podgraft: CRI backend unix://{} failed the call: {err}",
+            self.path.display()
+        ))
+    }
+
     /// A handle to send one request on, or UNAVAILABLE naming the socket and the last error.
-    pub async fn sender(&self) -> Result<SendRequest<RelayBody>, Status> {
+    async fn sender(&self) -> Result<SendRequest<Bytes>, Status> {
         let mut rx = self.state.clone();
         let mut waited = false;
         loop {
             let last_error = match &*rx.borrow_and_update() {
-                State::Up(sender) if !sender.is_closed() => return Ok(sender.clone()),
-                State::Up(_) => Arc::from("connection closed"),
+                State::Up(sender) => return Ok(sender.clone()),
                 State::Down(err) => err.clone(),
             };
             if waited {
@@ -110,31 +139,50 @@ impl Drop for Backend {
     }
 }
 
+type Connection = h2::client::Connection<UnixStream, Bytes>;
+
 async fn connect(
     path: &Path,
     settings: &BackendSettings,
-) -> Result<
-    (
-        SendRequest<RelayBody>,
-        http2::Connection<TokioIo<UnixStream>, RelayBody, TokioExecutor>,
-    ),
-    String,
-> {
+) -> Result<(SendRequest<Bytes>, Connection), String> {
     let stream = tokio::time::timeout(settings.connect_timeout, UnixStream::connect(path))
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| e.to_string())?;
-    http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .initial_stream_window_size(settings.stream_window)
+    let handshake = h2::client::Builder::new()
+        .initial_window_size(settings.stream_window)
         .initial_connection_window_size(settings.connection_window)
         .max_frame_size(settings.max_frame_size)
-        // Detects a hung (not crashed) backend on an otherwise idle connection.
-        .keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .handshake(TokioIo::new(stream))
+        .enable_push(false)
+        .handshake(stream);
+    tokio::time::timeout(settings.connect_timeout, handshake)
         .await
+        .map_err(|_| "HTTP/2 handshake timed out".to_string())?
         .map_err(|e| format!("HTTP/2 handshake failed: {e}"))
+}
+
+/// Drives the connection and pings the backend while it is idle, so that a hung (not crashed)
+/// containerd is noticed too. Returns why the connection ended.
+async fn drive(mut conn: Connection) -> String {
+    let mut ping = conn.ping_pong().expect("ping_pong is taken once");
+    let pinger = async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            match tokio::time::timeout(Duration::from_secs(10), ping.ping(h2::Ping::opaque())).await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return format!("keepalive ping failed: {e}"),
+                Err(_) => return "keepalive ping timed out after 10s".to_string(),
+            }
+        }
+    };
+    tokio::select! {
+        result = conn => match result {
+            Ok(()) => "backend closed the connection".to_string(),
+            Err(e) => format!("connection lost: {e}"),
+        },
+        reason = pinger => reason,
+    }
 }
 
 async fn run(
@@ -161,10 +209,7 @@ async fn run(
                 tx.send_replace(State::Up(sender));
                 backoff = settings.min_backoff;
                 failures = 0;
-                let reason = match conn.await {
-                    Ok(()) => "backend closed the connection".to_string(),
-                    Err(e) => format!("connection lost: {e}"),
-                };
+                let reason = drive(conn).await;
                 tracing::warn!(backend = %path.display(), %reason, "CRI backend connection ended; reconnecting");
                 tx.send_replace(State::Down(reason.into()));
             }

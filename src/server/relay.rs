@@ -17,7 +17,10 @@ use tonic::Status;
 
 use super::backend::Backend;
 use super::body::{self, BodyError, CallEnd, Oversize, RelayBody, RequestWatch, ResponseWatch};
-use super::grpc::{MessageDecoder, encode_message, status_code, status_response, status_trailers};
+use super::grpc::{
+    MessageDecoder, encode_message, status_code, status_response, status_trailers, too_large,
+};
+use super::h2body::H2Body;
 use super::intercept::{CallContext, MessageInterceptor, Registry};
 
 /// Path prefixes of the image services, which may live on their own endpoint.
@@ -96,22 +99,23 @@ impl Relay {
         B::Error: Into<BodyError>,
     {
         let backend = self.backend_for(req.uri().path());
-        let mut sender = match backend.sender().await {
-            Ok(s) => s,
-            Err(status) => return Err((status, end)),
-        };
         let (parts, body) = req.into_parts();
         let oversize = Oversize::default();
         let mut body = RequestWatch::new(body, self.max_message, oversize.clone());
         body.prefetch().await;
         if let Some(len) = oversize.get() {
-            return Err((super::grpc::too_large(len, self.max_message), end));
+            return Err((too_large(len, self.max_message), end));
         }
-        let body = body.boxed_unsync();
-        let req = Request::from_parts(parts, body);
-        match sender.send_request(to_backend(req)).await {
+        let req = Request::from_parts(parts, body.boxed_unsync());
+        match backend.send(to_backend(req)).await {
             Ok(resp) => Ok(self.watch_response(resp, end)),
-            Err(err) => Err((self.send_error(backend, &oversize, &err), end)),
+            Err(status) => {
+                // A request cut off for its size makes the backend call fail; say why.
+                let status = oversize
+                    .get()
+                    .map_or(status, |len| too_large(len, self.max_message));
+                Err((status, end))
+            }
         }
     }
 
@@ -165,15 +169,11 @@ impl Relay {
         }
 
         let backend = self.backend_for(&call.method);
-        let mut sender = match backend.sender().await {
-            Ok(s) => s,
-            Err(status) => return Err((status, end)),
-        };
         let mut req = Request::from_parts(parts, body::full(Bytes::from(forwarded)));
         req.headers_mut().remove(http::header::CONTENT_LENGTH);
-        let resp = match sender.send_request(to_backend(req)).await {
+        let resp = match backend.send(to_backend(req)).await {
             Ok(resp) => resp,
-            Err(err) => return Err((self.send_error(backend, &Oversize::default(), &err), end)),
+            Err(status) => return Err((status, end)),
         };
         if status_code(resp.headers()).is_some() {
             // A trailers-only answer (an error) carries no message to intercept.
@@ -191,23 +191,9 @@ impl Relay {
         Ok(Response::from_parts(parts, body))
     }
 
-    fn watch_response(
-        &self,
-        resp: Response<hyper::body::Incoming>,
-        end: Option<CallEnd>,
-    ) -> Response<RelayBody> {
+    fn watch_response(&self, resp: Response<H2Body>, end: Option<CallEnd>) -> Response<RelayBody> {
         let header_code = status_code(resp.headers());
         resp.map(|b| ResponseWatch::new(b, self.max_message, end, header_code).boxed_unsync())
-    }
-
-    fn send_error(&self, backend: &Backend, oversize: &Oversize, err: &hyper::Error) -> Status {
-        if let Some(len) = oversize.get() {
-            return super::grpc::too_large(len, self.max_message);
-        }
-        Status::unavailable(format!(
-            "podgraft: CRI backend unix://{} failed the call: {err}",
-            backend.path().display()
-        ))
     }
 }
 
@@ -232,13 +218,13 @@ fn to_backend(mut req: Request<RelayBody>) -> Request<RelayBody> {
 
 /// Passes each response message of `body` through the interceptor, then the trailers as they were.
 fn map_messages(
-    body: hyper::body::Incoming,
+    body: H2Body,
     decoder: MessageDecoder,
     interceptor: Arc<dyn MessageInterceptor>,
     call: Arc<CallContext>,
 ) -> RelayBody {
     struct St {
-        body: hyper::body::Incoming,
+        body: H2Body,
         decoder: MessageDecoder,
         interceptor: Arc<dyn MessageInterceptor>,
         call: Arc<CallContext>,
