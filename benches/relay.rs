@@ -106,11 +106,12 @@ where
     all
 }
 
-/// Alternates direct and relayed rounds so that drift on the machine hits both sides alike.
+/// Alternates direct and relayed rounds so that drift on the machine hits every path alike, and
+/// prints one row per relayed path against the same direct samples.
 async fn compare<F, Fut>(
     label: &str,
     direct: &Client,
-    relayed: &Client,
+    relayed: &[(&str, &Client)],
     calls: usize,
     conc: usize,
     op: F,
@@ -122,39 +123,96 @@ async fn compare<F, Fut>(
     let per_round = (calls / rounds).max(conc);
     // Warm-up: connections, allocator, caches.
     measure(direct, per_round, conc, op.clone()).await;
-    measure(relayed, per_round, conc, op.clone()).await;
-    let (mut d, mut r) = (Samples::default(), Samples::default());
+    for (_, client) in relayed {
+        measure(client, per_round, conc, op.clone()).await;
+    }
+    let mut d = Samples::default();
+    let mut r: Vec<Samples> = relayed.iter().map(|_| Samples::default()).collect();
     for _ in 0..rounds {
         d.0.extend(measure(direct, per_round, conc, op.clone()).await);
-        r.0.extend(measure(relayed, per_round, conc, op.clone()).await);
+        for ((_, client), samples) in relayed.iter().zip(r.iter_mut()) {
+            samples
+                .0
+                .extend(measure(client, per_round, conc, op.clone()).await);
+        }
     }
-    let (d50, d99, r50, r99) = (d.pct(50), d.pct(99), r.pct(50), r.pct(99));
-    println!(
-        "{label:<34} {conc:>4} {n:>7} | {:>9.1} {:>9.1} | {:>9.1} {:>9.1} | {:>+8.1} {:>+8.1} | {:>5.2}x {:>5.2}x",
-        us(d50),
-        us(d99),
-        us(r50),
-        us(r99),
-        us(r50) - us(d50),
-        us(r99) - us(d99),
-        r50.as_secs_f64() / d50.as_secs_f64(),
-        r99.as_secs_f64() / d99.as_secs_f64(),
-        n = d.0.len(),
-    );
+    let (d50, d99) = (d.pct(50), d.pct(99));
+    for ((path, _), mut samples) in relayed.iter().zip(r) {
+        let (r50, r99) = (samples.pct(50), samples.pct(99));
+        println!(
+            "{:<46} {conc:>4} {n:>7} | {:>9.1} {:>9.1} | {:>9.1} {:>9.1} | {:>+8.1} {:>+8.1} | {:>5.2}x {:>5.2}x",
+            format!("{label} via {path}"),
+            us(d50),
+            us(d99),
+            us(r50),
+            us(r99),
+            us(r50) - us(d50),
+            us(r99) - us(d99),
+            r50.as_secs_f64() / d50.as_secs_f64(),
+            r99.as_secs_f64() / d99.as_secs_f64(),
+            n = d.0.len(),
+        );
+    }
 }
 
 fn header(title: &str) {
     println!("\n{title}");
     println!(
-        "{:<34} {:>4} {:>7} | {:>19} | {:>19} | {:>17} | {:>13}",
+        "{:<46} {:>4} {:>7} | {:>19} | {:>19} | {:>17} | {:>13}",
         "call",
         "conc",
         "samples",
         "direct p50/p99 µs",
-        "podgraft p50/p99 µs",
+        "relayed p50/p99 µs",
         "added p50/p99 µs",
         "ratio p50/p99"
     );
+}
+
+/// The floor for any relay process: a byte pipe (this benchmark binary re-run with `--pipe`) that
+/// copies each connection to the backend with no HTTP/2 or gRPC processing at all.
+struct Pipe(Child);
+
+impl Pipe {
+    fn start(listen: &Path, backend: &Path) -> Self {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .arg("--pipe")
+            .arg(listen)
+            .arg(backend)
+            .spawn()
+            .expect("spawn pipe");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(listen).is_err() {
+            assert!(Instant::now() < deadline, "pipe did not come up");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self(child)
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_pipe(listen: &str, backend: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::UnixListener::bind(listen).unwrap();
+        loop {
+            let (mut client, _) = listener.accept().await.unwrap();
+            let backend = backend.to_string();
+            tokio::spawn(async move {
+                let mut upstream = tokio::net::UnixStream::connect(backend).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
 }
 
 async fn version(mut c: Client) {
@@ -186,16 +244,22 @@ async fn fake_backend(dir: &Path) {
     });
     ready_rx.recv().unwrap();
     let pg = Podgraft::start(&relay_sock, &fake_sock);
+    let pipe_sock = dir.join("pipe.sock");
+    let _pipe = Pipe::start(&pipe_sock, &fake_sock);
     let direct = RuntimeServiceClient::new(uds_channel(&fake_sock).await.unwrap());
     let relayed = RuntimeServiceClient::new(uds_channel(&relay_sock).await.unwrap());
+    let piped = RuntimeServiceClient::new(uds_channel(&pipe_sock).await.unwrap());
+    let paths = [("podgraft", &relayed), ("byte pipe", &piped)];
     let rss_before = pg.rss_kib();
-    header("In-process fake CRI backend (podgraft as a separate process in front of it)");
-    compare("Version", &direct, &relayed, scale(20_000), 1, version).await;
-    compare("Version", &direct, &relayed, scale(40_000), 16, version).await;
+    header(
+        "In-process fake CRI backend; podgraft and a byte pipe (the floor) as processes in front",
+    );
+    compare("Version", &direct, &paths, scale(20_000), 1, version).await;
+    compare("Version", &direct, &paths, scale(40_000), 16, version).await;
     compare(
         "ListContainers (1000 containers)",
         &direct,
-        &relayed,
+        &paths,
         scale(1_000),
         1,
         list_all,
@@ -204,7 +268,7 @@ async fn fake_backend(dir: &Path) {
     compare(
         "ListContainers (1000 containers)",
         &direct,
-        &relayed,
+        &paths,
         scale(2_000),
         16,
         list_all,
@@ -251,8 +315,12 @@ async fn real_containerd(dir: &Path) {
     let ctd_sock = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     let relay_sock = dir.join("podgraft-real.sock");
     let _pg = Podgraft::start(&relay_sock, &ctd_sock);
+    let pipe_sock = dir.join("pipe-real.sock");
+    let _pipe = Pipe::start(&pipe_sock, &ctd_sock);
     let mut direct = RuntimeServiceClient::new(uds_channel(&ctd_sock).await.unwrap());
     let relayed = RuntimeServiceClient::new(uds_channel(&relay_sock).await.unwrap());
+    let piped = RuntimeServiceClient::new(uds_channel(&pipe_sock).await.unwrap());
+    let paths = [("podgraft", &relayed), ("byte pipe", &piped)];
 
     // One pod with 10 running containers, so the list is not trivially small.
     let uid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
@@ -320,19 +388,11 @@ async fn real_containerd(dir: &Path) {
         }
     }
     header("Real containerd 1.6 (1 pod, 10 running containers)");
+    compare("ListContainers", &direct, &paths, scale(4_000), 1, list_all).await;
     compare(
         "ListContainers",
         &direct,
-        &relayed,
-        scale(4_000),
-        1,
-        list_all,
-    )
-    .await;
-    compare(
-        "ListContainers",
-        &direct,
-        &relayed,
+        &paths,
         scale(8_000),
         16,
         list_all,
@@ -352,24 +412,22 @@ async fn real_containerd(dir: &Path) {
     compare(
         "ContainerStatus",
         &direct,
-        &relayed,
+        &paths,
         scale(4_000),
         1,
         status.clone(),
     )
     .await;
-    compare(
-        "ContainerStatus",
-        &direct,
-        &relayed,
-        scale(8_000),
-        16,
-        status,
-    )
-    .await;
+    compare("ContainerStatus", &direct, &paths, scale(8_000), 16, status).await;
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, listen, backend] = &args[..] {
+        if flag == "--pipe" {
+            return run_pipe(listen, backend);
+        }
+    }
     // `cargo bench` passes --bench; a filter argument is not supported: the run is one report.
     let dir = tempfile::Builder::new()
         .prefix("pgb-")
