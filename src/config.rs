@@ -12,7 +12,7 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/podgraft/config.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config file {path}: {source}")]
+    #[error("config file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

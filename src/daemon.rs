@@ -12,7 +12,7 @@ use crate::server::{Relay, ServerSettings, serve};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("listen socket {0}")]
+    #[error(transparent)]
     Listen(#[from] ListenError),
 }
 
