@@ -17,10 +17,14 @@ use tonic::transport::Channel;
 pub const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 pub const BUSYBOX: &str = "podgraft.test/busybox:1";
 
+/// The RuntimeClass handler the test node treats as mutable (a runc runtime in containerd's config).
+pub const MUTABLE: &str = "podgraft";
+
 pub struct Node {
     pub dir: tempfile::TempDir,
     pub containerd: PathBuf,
     pub podgraft: PathBuf,
+    pub control: PathBuf,
     podgraft_proc: Option<Child>,
 }
 
@@ -71,6 +75,7 @@ impl Node {
         let containerd = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
         let mut node = Node {
             podgraft: dir.path().join("podgraft.sock"),
+            control: dir.path().join("control.sock"),
             dir,
             containerd,
             podgraft_proc: None,
@@ -80,9 +85,27 @@ impl Node {
     }
 
     pub fn start_podgraft(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("podgraft.log")).unwrap();
+        let config = self.dir.path().join("podgraft.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "mutable_handlers = [\"{MUTABLE}\"]\nstate_dir = \"{}\"\npoll_interval_ms = 200\npod_stop_grace_seconds = 2\n",
+                self.dir.path().join("state").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("podgraft.log"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_podgraft"))
-            .args(["serve", "--config", "/dev/null", "--listen"])
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--control")
+            .arg(&self.control)
+            .arg("--listen")
             .arg(&self.podgraft)
             .arg("--runtime-endpoint")
             .arg(&self.containerd)
@@ -92,6 +115,33 @@ impl Node {
             .expect("spawn podgraft");
         self.podgraft_proc = Some(child);
         wait_for_socket(&self.podgraft);
+        wait_for_socket(&self.control);
+    }
+
+    /// Kills podgraft as a crash would.
+    pub fn kill_podgraft(&mut self) {
+        let mut child = self.podgraft_proc.take().expect("podgraft running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    pub async fn control_client(&self) -> podgraft::api::control_client::ControlClient<Channel> {
+        podgraft::api::control_client::ControlClient::new(podgraft::testing::uds_channel(&self.control).await.unwrap())
+    }
+
+    /// Runs the podgraft CLI against this node's control socket; returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_podgraft"))
+            .arg("--control")
+            .arg(&self.control)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns the exit status. Async so that the test's

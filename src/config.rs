@@ -53,6 +53,16 @@ pub struct Config {
     /// Worker threads of the runtime; 0 runs everything on one thread, which measures fastest on
     /// small nodes (a relay hop is latency-bound, not CPU-bound).
     pub worker_threads: usize,
+    /// RuntimeClass handlers whose pods accept dynamic containers. Empty: podgraft only relays.
+    pub mutable_handlers: Vec<String>,
+    /// The control API socket (same mode as `listen`).
+    pub control_listen: String,
+    /// Where podgraft keeps the few files containerd cannot hold for it (sandbox configs).
+    pub state_dir: String,
+    /// Grace period of dynamic containers when their pod is stopped.
+    pub pod_stop_grace_seconds: u64,
+    /// How often dynamic containers are checked for exits.
+    pub poll_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -67,6 +77,11 @@ impl Default for Config {
             backend_connect_timeout_ms: 2000,
             backend_max_backoff_ms: 5000,
             worker_threads: 0,
+            mutable_handlers: Vec::new(),
+            control_listen: "/run/podgraft/control.sock".into(),
+            state_dir: "/var/lib/podgraft".into(),
+            pod_stop_grace_seconds: 10,
+            poll_interval_ms: 1000,
         }
     }
 }
@@ -75,6 +90,7 @@ impl Default for Config {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub listen: Option<String>,
+    pub control_listen: Option<String>,
     pub runtime_endpoint: Option<String>,
     pub image_endpoint: Option<String>,
 }
@@ -91,6 +107,11 @@ pub struct Settings {
     pub backend_connect_timeout: Duration,
     pub backend_max_backoff: Duration,
     pub worker_threads: usize,
+    pub mutable_handlers: Vec<String>,
+    pub control_listen: PathBuf,
+    pub state_dir: PathBuf,
+    pub pod_stop_grace: Duration,
+    pub poll_interval: Duration,
 }
 
 impl Config {
@@ -121,6 +142,9 @@ impl Config {
     pub fn settle(mut self, flags: Overrides) -> Result<Settings, ConfigError> {
         if let Some(v) = flags.listen {
             self.listen = v;
+        }
+        if let Some(v) = flags.control_listen {
+            self.control_listen = v;
         }
         if let Some(v) = flags.runtime_endpoint {
             self.runtime_endpoint = v;
@@ -154,6 +178,28 @@ impl Config {
         if self.worker_threads > 1024 {
             return Err(invalid("worker_threads", "at most 1024"));
         }
+        for (i, h) in self.mutable_handlers.iter().enumerate() {
+            if h.is_empty()
+                || h.len() > 63
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            {
+                return Err(invalid(
+                    "mutable_handlers",
+                    format!("entry {i} ({h:?}) is not a RuntimeClass handler name"),
+                ));
+            }
+        }
+        if !self.state_dir.starts_with('/') {
+            return Err(invalid(
+                "state_dir",
+                format!("{:?} must be an absolute path", self.state_dir),
+            ));
+        }
+        if self.poll_interval_ms < 100 {
+            return Err(invalid("poll_interval_ms", "must be at least 100"));
+        }
         let image_endpoint = match self.image_endpoint.as_str() {
             "" => None,
             s => Some(socket_path("image_endpoint", s)?),
@@ -168,6 +214,11 @@ impl Config {
             backend_connect_timeout: Duration::from_millis(self.backend_connect_timeout_ms),
             backend_max_backoff: Duration::from_millis(self.backend_max_backoff_ms),
             worker_threads: self.worker_threads,
+            mutable_handlers: self.mutable_handlers,
+            control_listen: socket_path("control_listen", &self.control_listen)?,
+            state_dir: PathBuf::from(self.state_dir),
+            pod_stop_grace: Duration::from_secs(self.pod_stop_grace_seconds),
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
         })
     }
 }
@@ -256,6 +307,9 @@ mod tests {
             ("runtime_endpoint = \"tcp://1.2.3.4:1\"", "runtime_endpoint"),
             ("listen = \"relative.sock\"", "listen"),
             ("backend_max_backoff_ms = 0", "backend_max_backoff_ms"),
+            ("mutable_handlers = [\"a b\"]", "mutable_handlers"),
+            ("state_dir = \"var\"", "state_dir"),
+            ("control_listen = \"x\"", "control_listen"),
         ] {
             let err = settle(text).unwrap_err().to_string();
             assert!(err.starts_with(key), "{text}: {err}");

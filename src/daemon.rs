@@ -1,19 +1,29 @@
-//! `podgraft serve`: wires configuration, backends, interceptors and the socket together.
+//! `podgraft serve`: wires configuration, backends, interceptors, the dynamic-container manager and
+//! both sockets together.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use crate::config::Settings;
+use crate::control::ControlService;
+use crate::cri::CriClient;
+use crate::dynamic::sandboxes::SandboxStore;
+use crate::dynamic::{Manager, ManagerSettings};
 use crate::server::backend::{Backend, BackendSettings};
 use crate::server::intercept::Registry;
 use crate::server::listener::{self, ListenError};
 use crate::server::metrics::Metrics;
-use crate::server::{Relay, ServerSettings, serve};
+use crate::server::{Relay, ServerSettings, hide, serve};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
     Listen(#[from] ListenError),
+    #[error("control API server: {0}")]
+    Control(#[from] tonic::transport::Error),
 }
 
 fn backend_settings(s: &Settings) -> BackendSettings {
@@ -24,8 +34,27 @@ fn backend_settings(s: &Settings) -> BackendSettings {
     }
 }
 
+/// The dynamic-container manager for `settings`, talking to containerd directly.
+pub fn manager(settings: &Settings) -> Manager {
+    let image = settings
+        .image_endpoint
+        .as_deref()
+        .unwrap_or(&settings.runtime_endpoint);
+    let cri = Arc::new(CriClient::new(&settings.runtime_endpoint, image));
+    let store = SandboxStore::new(&settings.state_dir, settings.mutable_handlers.clone());
+    Manager::new(
+        cri,
+        store,
+        ManagerSettings {
+            pod_stop_grace: settings.pod_stop_grace,
+            poll_interval: settings.poll_interval,
+            ..ManagerSettings::default()
+        },
+    )
+}
+
 /// Builds the relay for `settings`: backends (connecting in the background) and the interceptors.
-pub fn relay(settings: &Settings, metrics: Arc<Metrics>) -> Relay {
+pub fn relay(settings: &Settings, metrics: Arc<Metrics>, manager: Arc<Manager>) -> Relay {
     let backend = backend_settings(settings);
     let runtime = Backend::start(settings.runtime_endpoint.clone(), backend.clone());
     let image = settings
@@ -34,30 +63,94 @@ pub fn relay(settings: &Settings, metrics: Arc<Metrics>) -> Relay {
         .map(|p| Backend::start(p, backend));
     let mut registry = Registry::new();
     registry.observe(metrics);
+    hide::register(&mut registry, manager);
     Relay::new(runtime, image, registry, settings.max_message_bytes)
 }
 
-/// Serves until `shutdown` resolves, then drains and removes the socket. Must run inside a Tokio
+/// Loads the manager's state from containerd, retrying while containerd is unreachable.
+async fn load_until_done(manager: &Manager, mut stop: watch::Receiver<bool>) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match manager.load().await {
+            Ok(()) => {
+                tracing::info!("dynamic container state loaded from containerd");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "loading dynamic container state failed; retrying")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Serves until `shutdown` resolves, then drains and removes the sockets. Must run inside a Tokio
 /// runtime. A backend that is down is not an error: calls get UNAVAILABLE until it returns.
 pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let socket = listener::bind(&settings.listen, settings.socket_mode)?;
+    let control_socket = listener::bind(&settings.control_listen, settings.socket_mode)?;
     let metrics = Arc::new(Metrics::new());
-    let relay = Arc::new(relay(&settings, metrics.clone()));
+    let manager = Arc::new(manager(&settings));
+    let relay = Arc::new(relay(&settings, metrics.clone(), manager.clone()));
     tracing::info!(
         listen = %settings.listen.display(),
+        control = %settings.control_listen.display(),
         runtime_endpoint = %settings.runtime_endpoint.display(),
         image_endpoint = ?settings.image_endpoint,
+        mutable_handlers = ?settings.mutable_handlers,
         "podgraft serving CRI"
     );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let background = {
+        let manager = manager.clone();
+        let rx = stop_rx.clone();
+        tokio::spawn(async move {
+            load_until_done(&manager, rx.clone()).await;
+            manager.run(stopped(rx)).await;
+        })
+    };
+    let control = {
+        let service =
+            crate::api::control_server::ControlServer::new(ControlService::new(manager.clone()));
+        let rx = stop_rx.clone();
+        tokio::spawn(async move {
+            // The socket file goes when `control_socket` drops at the end of this task.
+            let incoming = futures_util::stream::unfold(&control_socket.listener, |l| async move {
+                Some((l.accept().await.map(|(stream, _)| stream), l))
+            });
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, stopped(rx))
+                .await
+        })
+    };
+
     let server = ServerSettings {
         drain_timeout: settings.drain_timeout,
         ..ServerSettings::default()
     };
-    serve(&socket.listener, relay, &server, shutdown).await;
+    serve(&socket.listener, relay, &server, async {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
     drop(socket);
+    let _ = tokio::time::timeout(settings.drain_timeout, background).await;
+    let control_result = tokio::time::timeout(settings.drain_timeout, control).await;
     tracing::info!(summary = %metrics.summary(), "podgraft stopped");
-    Ok(())
+    match control_result {
+        Ok(Ok(Err(e))) => Err(e.into()),
+        _ => Ok(()),
+    }
 }

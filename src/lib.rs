@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML file and flags, checked into [`config::Settings`].
+//! - [`control`]: the control API edge (podgraft.v1alpha1), mapping calls onto [`dynamic::Manager`].
 //! - [`daemon`]: `podgraft serve`, wiring settings, backends, interceptors and the socket.
 //! - [`server`]: the kubelet-facing edge, an HTTP/2 relay that forwards gRPC frames untouched:
 //!   - [`server::relay`]: routing, pass-through and intercepted calls;
@@ -10,11 +11,27 @@
 //!   - [`server::intercept`]: the per-method interceptor registry and call observers;
 //!   - [`server::body`], [`server::grpc`]: body wrappers and gRPC framing;
 //!   - [`server::listener`]: Unix socket set-up; [`server::metrics`]: the logging/metrics observer.
+//! - [`cri`]: the CRI calls podgraft makes itself, behind a trait with an in-memory fake.
+//! - [`dynamic`]: dynamic containers: validation, add/remove with rollback, sandbox records, events.
 //! - [`wire`]: protobuf wire-format helpers that read or drop fields while keeping all other bytes.
 //! - [`testing`]: an in-memory fake CRI backend for unit tests and benchmarks.
 
+pub mod cli;
+pub mod client;
 pub mod config;
+pub mod control;
+pub mod cri;
 pub mod daemon;
+pub mod dynamic;
 pub mod server;
 pub mod testing;
 pub mod wire;
+
+/// podgraft's control API, generated from `proto/podgraft/v1alpha1/control.proto`.
+pub mod api {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("podgraft.v1alpha1");
+}
+
+/// A boxed future, for async methods of object-safe traits.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

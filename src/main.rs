@@ -1,41 +1,12 @@
-//! The podgraft binary: a thin command-line layer over the library.
+//! The podgraft binary: a thin layer over the library. `serve` runs the daemon; every other
+//! command is a client of the control API.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use podgraft::cli::{Cli, Command};
 use podgraft::config::{Config, Overrides};
-
-#[derive(Parser)]
-#[command(
-    name = "podgraft",
-    version,
-    about = "CRI shim that adds containers to running pods"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve the CRI relay in front of containerd.
-    Serve {
-        /// TOML config file (default: /etc/podgraft/config.toml if it exists).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Socket the kubelet connects to.
-        #[arg(long, value_name = "SOCKET")]
-        listen: Option<String>,
-        /// containerd's CRI socket.
-        #[arg(long, value_name = "SOCKET")]
-        runtime_endpoint: Option<String>,
-        /// A separate CRI image service socket.
-        #[arg(long, value_name = "SOCKET")]
-        image_endpoint: Option<String>,
-    },
-}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -47,7 +18,8 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(err) => {
             eprintln!("podgraft: error: {err:#}");
             ExitCode::FAILURE
@@ -55,37 +27,44 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Serve {
-            config,
-            listen,
-            runtime_endpoint,
-            image_endpoint,
-        } => {
-            let settings = Config::load(config.as_deref())?.settle(Overrides {
-                listen,
-                runtime_endpoint,
-                image_endpoint,
-            })?;
-            let runtime = if settings.worker_threads == 0 {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-            } else {
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(settings.worker_threads)
-                    .enable_all()
-                    .build()
-            }
-            .context("starting the async runtime")?;
-            runtime.block_on(async {
-                let shutdown = shutdown_signal()?;
-                podgraft::daemon::run(settings, shutdown).await?;
-                anyhow::Ok(())
-            })
-        }
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let Command::Serve {
+        config,
+        listen,
+        runtime_endpoint,
+        image_endpoint,
+    } = cli.command
+    else {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let control = cli
+            .control
+            .unwrap_or_else(|| podgraft::cli::DEFAULT_CONTROL.into());
+        return runtime.block_on(podgraft::cli::run_client(&control, cli.output, cli.command));
+    };
+    let settings = Config::load(config.as_deref())?.settle(Overrides {
+        listen,
+        control_listen: cli.control.map(|p| p.display().to_string()),
+        runtime_endpoint,
+        image_endpoint,
+    })?;
+    let runtime = if settings.worker_threads == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(settings.worker_threads)
+            .enable_all()
+            .build()
     }
+    .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
+        podgraft::daemon::run(settings, shutdown).await?;
+        anyhow::Ok(0)
+    })
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

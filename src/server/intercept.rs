@@ -6,8 +6,6 @@
 //! - a [`CallObserver`] sees every call's outcome (method, status, latency) without touching its bytes.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +13,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use tonic::{Code, Status};
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::BoxFuture;
 
 /// What an interceptor knows about the call it is looking at.
 #[derive(Debug)]
@@ -24,6 +22,9 @@ pub struct CallContext {
     pub method: String,
     /// The request metadata as the client sent it.
     pub metadata: HeaderMap,
+    /// Room for an interceptor to carry something from `on_request` to `on_response` (e.g. the
+    /// request, when the response alone does not say enough).
+    pub stash: std::sync::Mutex<Option<Bytes>>,
 }
 
 /// Sees and may rewrite the raw protobuf messages of one method. Messages are the payloads without

@@ -4,6 +4,7 @@ pub mod backend;
 pub mod body;
 pub mod grpc;
 pub mod h2body;
+pub mod hide;
 pub mod intercept;
 pub mod listener;
 pub mod metrics;

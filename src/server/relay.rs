@@ -133,6 +133,7 @@ impl Relay {
         let call = Arc::new(CallContext {
             method: parts.uri.path().to_string(),
             metadata: parts.headers.clone(),
+            stash: Default::default(),
         });
         // CRI has no client-streaming methods: the request is complete once its body ends.
         let mut decoder = MessageDecoder::new(self.max_message);

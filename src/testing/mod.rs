@@ -22,6 +22,7 @@ use tonic::{Code, Status};
 
 use crate::server::body::{BodyError, RelayBody};
 use crate::server::grpc::{MessageDecoder, encode_message, status_trailers};
+use futures_util::StreamExt;
 
 /// One request as the fake backend received it.
 #[derive(Debug, Clone)]
@@ -273,22 +274,7 @@ async fn answer(
     Ok(resp)
 }
 
-use futures_util::StreamExt;
-
-/// A tonic channel over a Unix socket, for typed CRI clients in tests and benchmarks.
-pub async fn uds_channel(
-    path: &Path,
-) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-    let path = path.to_path_buf();
-    tonic::transport::Endpoint::from_static("http://localhost")
-        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
-        }))
-        .await
-}
+pub use crate::client::uds_channel;
 
 /// What a raw gRPC call returned.
 #[derive(Debug)]
@@ -355,3 +341,6 @@ impl RawClient {
         }
     }
 }
+
+mod mem_cri;
+pub use mem_cri::MemCri;

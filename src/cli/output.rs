@@ -1,0 +1,125 @@
+//! Human-readable tables and JSON for the client commands.
+
+use crate::api::{self, DynamicContainer};
+
+fn state(raw: i32) -> &'static str {
+    match api::ContainerState::try_from(raw).unwrap_or(api::ContainerState::Unknown) {
+        api::ContainerState::Created => "Created",
+        api::ContainerState::Running => "Running",
+        api::ContainerState::Exited => "Exited",
+        api::ContainerState::Unknown => "Unknown",
+    }
+}
+
+fn age(unix_nanos: i64) -> String {
+    if unix_nanos <= 0 {
+        return "-".into();
+    }
+    let secs = (crate::dynamic::events::now_nanos() - unix_nanos).max(0) / 1_000_000_000;
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+fn pod_name(pod: &Option<api::PodRef>) -> String {
+    pod.as_ref()
+        .map(|p| format!("{}/{}", p.namespace, p.name))
+        .unwrap_or_default()
+}
+
+fn table(rows: Vec<Vec<String>>) -> String {
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub fn containers(list: &[DynamicContainer]) -> String {
+    let mut rows = vec![
+        [
+            "POD",
+            "NAME",
+            "STATE",
+            "EXIT",
+            "RESTARTS",
+            "AGE",
+            "IMAGE",
+            "CONTAINER",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for c in list {
+        let exited = c.state == api::ContainerState::Exited as i32;
+        rows.push(vec![
+            pod_name(&c.pod),
+            c.name.clone(),
+            state(c.state).into(),
+            if exited {
+                c.exit_code.to_string()
+            } else {
+                "-".into()
+            },
+            c.restart_count.to_string(),
+            age(c.created_at_unix_nanos),
+            c.image.clone(),
+            c.container_id.chars().take(13).collect(),
+        ]);
+    }
+    table(rows)
+}
+
+pub fn container(c: &DynamicContainer) -> String {
+    let mut out = containers(std::slice::from_ref(c));
+    out.push_str(&format!(
+        "\nContainer ID: {}\nImage ID:     {}\nLog:          {}\n",
+        c.container_id, c.image_id, c.log_path
+    ));
+    if !c.reason.is_empty() {
+        out.push_str(&format!("Reason:       {} {}\n", c.reason, c.message));
+    }
+    out
+}
+
+pub fn event(e: &api::Event) -> String {
+    let kind = api::event::Type::try_from(e.r#type)
+        .map(|t| t.as_str_name())
+        .unwrap_or("UNKNOWN");
+    format!(
+        "{:>6}  {:<8} {:<24} {:<20} {}",
+        e.sequence,
+        kind,
+        pod_name(&e.pod),
+        e.name,
+        e.message
+    )
+}
+
+pub fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("API types serialize")
+}
+
+/// One line of the kubelet's CRI log format: `<time> <stream> <P|F> <text>`; returns the text and
+/// whether the line is complete (F) or a partial line to be joined with the next (P).
+pub fn cri_log_text(line: &str) -> (&str, bool) {
+    let mut parts = line.splitn(4, ' ');
+    let (_, _, tag, text) = (parts.next(), parts.next(), parts.next(), parts.next());
+    match (tag, text) {
+        (Some("P"), Some(t)) => (t, false),
+        (Some(_), Some(t)) => (t, true),
+        _ => (line, true),
+    }
+}

@@ -1,0 +1,334 @@
+//! Manager behaviour against the in-memory CRI: atomic adds with rollback, refusals, names,
+//! removal, pod teardown and exit events.
+
+use std::sync::Arc;
+
+use k8s_cri::v1 as cri;
+
+use super::*;
+use crate::api::event::Type;
+use crate::testing::MemCri;
+
+struct Fx {
+    cri: Arc<MemCri>,
+    manager: Manager,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture() -> Fx {
+    let dir = tempfile::tempdir().unwrap();
+    let cri = Arc::new(MemCri::new());
+    cri.add_image("busybox:1");
+    let store = SandboxStore::new(dir.path(), ["podgraft".to_string()]);
+    let manager = Manager::new(cri.clone(), store, ManagerSettings::default());
+    for (id, handler, name) in [("sb-mut", "podgraft", "agent"), ("sb-plain", "runc", "web")] {
+        let config = cri.add_pod(id, handler, "default", name, &format!("uid-{name}"));
+        manager.pod_started(
+            id,
+            &cri::RunPodSandboxRequest {
+                config: Some(config),
+                runtime_handler: handler.into(),
+            },
+        );
+    }
+    Fx {
+        cri,
+        manager,
+        _dir: dir,
+    }
+}
+
+fn pod(name: &str) -> PodRef {
+    PodRef {
+        namespace: "default".into(),
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+fn spec(name: &str) -> ContainerSpec {
+    ContainerSpec {
+        name: name.into(),
+        image: "busybox:1".into(),
+        command: vec!["sleep".into(), "3600".into()],
+        ..Default::default()
+    }
+}
+
+fn dynamic_names(cri: &MemCri) -> Vec<String> {
+    let mut v: Vec<_> = cri
+        .containers()
+        .into_iter()
+        .filter(|(_, c)| c.labels.contains_key(DYNAMIC_LABEL))
+        .map(|(_, c)| c.metadata.unwrap().name)
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every event so far, as (type, container name).
+fn event_types(m: &Manager) -> Vec<(i32, String)> {
+    m.events()
+        .subscribe(1)
+        .backlog
+        .into_iter()
+        .map(|e| (e.r#type, e.name))
+        .collect()
+}
+
+#[tokio::test]
+async fn adds_and_starts_containers_with_the_pods_labels() {
+    let fx = fixture();
+    let added = fx
+        .manager
+        .add(Some(&pod("agent")), vec![spec("tool"), spec("helper")])
+        .await
+        .unwrap();
+    assert_eq!(added.len(), 2);
+    assert!(
+        added
+            .iter()
+            .all(|c| c.state == api::ContainerState::Running as i32)
+    );
+    assert_eq!(added[0].pod.as_ref().unwrap().sandbox_id, "sb-mut");
+    assert_eq!(added[0].spec.as_ref().unwrap().image, "busybox:1");
+    let (sandbox, status) = fx
+        .cri
+        .containers()
+        .into_iter()
+        .find(|(_, c)| c.metadata.as_ref().unwrap().name == "tool")
+        .unwrap();
+    assert_eq!(sandbox, "sb-mut");
+    assert_eq!(status.labels["io.kubernetes.pod.uid"], "uid-agent");
+    assert_eq!(status.labels[DYNAMIC_LABEL], "true");
+    assert!(fx.manager.is_dynamic_id(&status.id));
+    let types: Vec<_> = event_types(&fx.manager)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(
+        types,
+        [
+            Type::Added as i32,
+            Type::Started as i32,
+            Type::Added as i32,
+            Type::Started as i32
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_member_rolls_back_the_whole_batch() {
+    let fx = fixture();
+    fx.cri.fail_start.lock().unwrap().insert("second".into());
+    let err = fx
+        .manager
+        .add(
+            Some(&pod("agent")),
+            vec![spec("first"), spec("second"), spec("third")],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Runtime { .. }), "{err:?}");
+    assert!(err.to_string().contains("containers[1]"), "{err}");
+    assert!(
+        dynamic_names(&fx.cri).is_empty(),
+        "nothing may remain: {:?}",
+        dynamic_names(&fx.cri)
+    );
+    let calls = fx.cri.calls.lock().unwrap().clone();
+    assert!(
+        !calls.iter().any(|c| c == "CreateContainer third"),
+        "no step after the failure: {calls:?}"
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("RemoveContainer"))
+            .count(),
+        2
+    );
+    // The names were not consumed: a corrected retry succeeds.
+    fx.cri.fail_start.lock().unwrap().clear();
+    fx.manager
+        .add(Some(&pod("agent")), vec![spec("first"), spec("second")])
+        .await
+        .unwrap();
+    let failed = event_types(&fx.manager)
+        .into_iter()
+        .filter(|(t, _)| *t == Type::Failed as i32)
+        .count();
+    assert_eq!(failed, 3);
+}
+
+#[tokio::test]
+async fn refusals_are_precise_and_create_nothing() {
+    let fx = fixture();
+    let plain = fx
+        .manager
+        .add(Some(&pod("web")), vec![spec("tool")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&plain, Error::FailedPrecondition(m) if m.contains("\"runc\"")),
+        "{plain:?}"
+    );
+    let missing = fx
+        .manager
+        .add(Some(&pod("nope")), vec![spec("tool")])
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, Error::NotFound(_)));
+    let clash = fx
+        .manager
+        .add(Some(&pod("agent")), vec![spec("main")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&clash, Error::AlreadyExists(m) if m.starts_with("containers[0].name")),
+        "{clash:?}"
+    );
+    let twice = fx
+        .manager
+        .add(Some(&pod("agent")), vec![spec("a"), spec("a")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&twice, Error::InvalidArgument { field, .. } if field == "containers[1].name")
+    );
+    let never = ContainerSpec {
+        image: "other:2".into(),
+        image_pull_policy: "Never".into(),
+        ..spec("x")
+    };
+    let err = fx
+        .manager
+        .add(Some(&pod("agent")), vec![never])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::FailedPrecondition(m) if m.contains("containers[0].image")),
+        "{err:?}"
+    );
+    let pull_fails = ContainerSpec {
+        image: "missing:1".into(),
+        ..spec("y")
+    };
+    let err = fx
+        .manager
+        .add(Some(&pod("agent")), vec![spec("ok"), pull_fails])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("containers[1].image"), "{err}");
+    let both = PodRef {
+        uid: "uid-agent".into(),
+        ..pod("agent")
+    };
+    assert!(matches!(
+        fx.manager.add(Some(&both), vec![spec("z")]).await,
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(dynamic_names(&fx.cri).is_empty());
+}
+
+#[tokio::test]
+async fn removal_is_graceful_and_the_name_stays_taken() {
+    let fx = fixture();
+    let by_uid = PodRef {
+        uid: "uid-agent".into(),
+        ..Default::default()
+    };
+    fx.manager
+        .add(Some(&by_uid), vec![spec("tool")])
+        .await
+        .unwrap();
+    let removed = fx
+        .manager
+        .remove(Some(&by_uid), &["tool".into()], Some(5))
+        .await
+        .unwrap();
+    assert_eq!(removed, ["tool"]);
+    assert!(dynamic_names(&fx.cri).is_empty());
+    assert!(
+        fx.cri
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.starts_with("StopContainer") && c.ends_with(" 5"))
+    );
+    let again = fx
+        .manager
+        .add(Some(&by_uid), vec![spec("tool")])
+        .await
+        .unwrap_err();
+    assert!(matches!(again, Error::AlreadyExists(_)));
+    let unknown = fx
+        .manager
+        .remove(Some(&by_uid), &["ghost".into()], None)
+        .await
+        .unwrap_err();
+    assert!(matches!(&unknown, Error::NotFound(m) if m.starts_with("names[0]")));
+}
+
+#[tokio::test]
+async fn pod_teardown_stops_then_removes_dynamic_containers() {
+    let fx = fixture();
+    fx.manager
+        .add(Some(&pod("agent")), vec![spec("a"), spec("b")])
+        .await
+        .unwrap();
+    fx.manager.stop_pod("sb-mut").await;
+    let states: Vec<_> = fx
+        .cri
+        .containers()
+        .into_iter()
+        .filter(|(_, c)| c.labels.contains_key(DYNAMIC_LABEL))
+        .map(|(_, c)| c.state)
+        .collect();
+    assert_eq!(states, [cri::ContainerState::ContainerExited as i32; 2]);
+    let refused = fx
+        .manager
+        .add(Some(&pod("agent")), vec![spec("late")])
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::FailedPrecondition(_)));
+    fx.manager.remove_pod("sb-mut").await;
+    assert!(dynamic_names(&fx.cri).is_empty());
+    fx.manager.forget_pod("sb-mut");
+    assert!(fx.manager.store().get("sb-mut").is_none());
+}
+
+#[tokio::test]
+async fn exits_become_events_and_list_shows_the_exit_code() {
+    let fx = fixture();
+    let added = fx
+        .manager
+        .add(Some(&pod("agent")), vec![spec("job")])
+        .await
+        .unwrap();
+    fx.manager.poll_once().await.unwrap();
+    fx.cri.set_state(
+        &added[0].container_id,
+        cri::ContainerState::ContainerExited,
+        3,
+    );
+    fx.manager.poll_once().await.unwrap();
+    fx.manager.poll_once().await.unwrap();
+    let exits: Vec<_> = fx
+        .manager
+        .events()
+        .subscribe(1)
+        .backlog
+        .into_iter()
+        .filter(|e| e.r#type == Type::Exited as i32)
+        .collect();
+    assert_eq!(exits.len(), 1, "one event per exit");
+    assert_eq!(exits[0].message, "exit code 3");
+    let listed = fx.manager.list(None).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].state, listed[0].exit_code),
+        (api::ContainerState::Exited as i32, 3)
+    );
+}

@@ -1,0 +1,17 @@
+//! Dynamic containers (KEP-5972, node side): containers added to a running, opted-in pod.
+//!
+//! - [`manager`]: add / remove / list / teardown, with rollback; exit detection.
+//! - [`sandboxes`]: which pods are mutable and the sandbox config their containers are created with.
+//! - [`validate`], [`translate`], [`quantity`]: from a user's container spec to a CRI config.
+//! - [`events`]: the resumable event stream.
+
+pub mod error;
+pub mod events;
+pub mod manager;
+pub mod quantity;
+pub mod sandboxes;
+pub mod translate;
+pub mod validate;
+
+pub use error::{Error, Result};
+pub use manager::{Manager, ManagerSettings};
