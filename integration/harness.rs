@@ -126,7 +126,9 @@ impl Node {
     }
 
     pub async fn control_client(&self) -> podgraft::api::control_client::ControlClient<Channel> {
-        podgraft::api::control_client::ControlClient::new(podgraft::testing::uds_channel(&self.control).await.unwrap())
+        podgraft::api::control_client::ControlClient::new(
+            podgraft::testing::uds_channel(&self.control).await.unwrap(),
+        )
     }
 
     /// Runs the podgraft CLI against this node's control socket; returns (exit code, stdout, stderr).
