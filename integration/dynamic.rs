@@ -206,7 +206,7 @@ async fn the_kubelet_never_sees_dynamic_containers() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(ids(everything.containers), [server_id.clone()]);
+    assert_eq!(ids(everything.containers), std::slice::from_ref(&server_id));
     let by_uid = cri::ListContainersRequest {
         filter: Some(cri::ContainerFilter {
             label_selector: HashMap::from([("io.kubernetes.pod.uid".to_string(), pod.uid.clone())]),
@@ -220,7 +220,7 @@ async fn the_kubelet_never_sees_dynamic_containers() {
             .unwrap()
             .into_inner()
             .containers),
-        [server_id.clone()]
+        std::slice::from_ref(&server_id)
     );
     for id in &dynamic_ids {
         let status = pg
@@ -249,7 +249,7 @@ async fn the_kubelet_never_sees_dynamic_containers() {
         .into_iter()
         .map(|s| s.attributes.unwrap().id)
         .collect();
-    assert_eq!(stat_ids, [server_id.clone()]);
+    assert_eq!(stat_ids, std::slice::from_ref(&server_id));
     let sandbox_status = pg
         .pod_sandbox_status(cri::PodSandboxStatusRequest {
             pod_sandbox_id: sandbox.clone(),
