@@ -11,12 +11,10 @@ use k8s_cri::v1 as cri;
 use super::error::{Error, Result};
 use super::events::EventLog;
 use super::sandboxes::{Sandbox, SandboxStore};
-use super::translate::{
-    self, CONTAINER_NAME_LABEL, DYNAMIC_LABEL, RESTART_COUNT_ANNOTATION, SPEC_ANNOTATION,
-};
+use super::translate::{self, CONTAINER_NAME_LABEL, DYNAMIC_LABEL};
 use super::validate;
 use crate::api::{self, ContainerSpec, DynamicContainer, PodRef, event::Type as EventType};
-use crate::cri::{Cri, CriError};
+use crate::cri::Cri;
 
 /// Tunables of the manager.
 #[derive(Debug, Clone)]
@@ -54,17 +52,17 @@ pub fn node_memory_bytes() -> Option<i64> {
 }
 
 pub struct Manager {
-    cri: Arc<dyn Cri>,
-    store: SandboxStore,
-    events: EventLog,
-    settings: ManagerSettings,
+    pub(super) cri: Arc<dyn Cri>,
+    pub(super) store: SandboxStore,
+    pub(super) events: EventLog,
+    pub(super) settings: ManagerSettings,
     /// Names being added right now, per sandbox: reserved so concurrent adds cannot both take one.
-    pending: Mutex<HashMap<String, HashSet<String>>>,
+    pub(super) pending: Mutex<HashMap<String, HashSet<String>>>,
     /// IDs of every dynamic container podgraft knows, for cheap filtering of the kubelet's events.
-    ids: Mutex<HashMap<String, cri::ContainerState>>,
+    pub(super) ids: Mutex<HashMap<String, cri::ContainerState>>,
 }
 
-fn dynamic_filter(sandbox: Option<&str>) -> cri::ContainerFilter {
+pub(super) fn dynamic_filter(sandbox: Option<&str>) -> cri::ContainerFilter {
     cri::ContainerFilter {
         pod_sandbox_id: sandbox.unwrap_or_default().to_string(),
         label_selector: [(DYNAMIC_LABEL.to_string(), "true".to_string())].into(),
@@ -72,14 +70,14 @@ fn dynamic_filter(sandbox: Option<&str>) -> cri::ContainerFilter {
     }
 }
 
-fn name_of(c: &cri::Container) -> &str {
+pub(super) fn name_of(c: &cri::Container) -> &str {
     c.metadata
         .as_ref()
         .map(|m| m.name.as_str())
         .unwrap_or_default()
 }
 
-fn pod_ref(sandbox_id: &str, config: &cri::PodSandboxConfig) -> PodRef {
+pub(super) fn pod_ref(sandbox_id: &str, config: &cri::PodSandboxConfig) -> PodRef {
     let meta = config.metadata.clone().unwrap_or_default();
     PodRef {
         namespace: meta.namespace,
@@ -143,7 +141,7 @@ impl Manager {
     }
 
     /// Finds the pod's sandbox: exactly one way of addressing it must be used.
-    async fn resolve(&self, pod: Option<&PodRef>) -> Result<Arc<Sandbox>> {
+    pub(super) async fn resolve(&self, pod: Option<&PodRef>) -> Result<Arc<Sandbox>> {
         let Some(pod) = pod else {
             return Err(Error::invalid("pod", "is required"));
         };
@@ -476,7 +474,7 @@ impl Manager {
 
     /// Stops (with `grace` seconds) and removes a container; logs what fails, since this runs on
     /// rollback and teardown paths where the first error must not hide the cleanup of the rest.
-    async fn destroy(&self, cid: &str, grace: i64) -> bool {
+    pub(super) async fn destroy(&self, cid: &str, grace: i64) -> bool {
         let stopped = match self.cri.stop_container(cid, grace).await {
             Ok(()) => true,
             Err(e) if e.is_not_found() => true,
@@ -499,7 +497,7 @@ impl Manager {
         stopped && removed
     }
 
-    fn emit(&self, kind: EventType, pod: &PodRef, name: &str, cid: &str, message: &str) {
+    pub(super) fn emit(&self, kind: EventType, pod: &PodRef, name: &str, cid: &str, message: &str) {
         self.events.emit(api::Event {
             r#type: kind as i32,
             pod: Some(pod.clone()),
@@ -510,7 +508,7 @@ impl Manager {
         });
     }
 
-    async fn find(&self, sandbox_id: &str, name: &str) -> Result<Vec<cri::Container>> {
+    pub(super) async fn find(&self, sandbox_id: &str, name: &str) -> Result<Vec<cri::Container>> {
         let mut filter = dynamic_filter(Some(sandbox_id));
         filter
             .label_selector
@@ -569,253 +567,17 @@ impl Manager {
         }
         Ok(removed)
     }
-
-    pub async fn list(&self, pod: Option<&PodRef>) -> Result<Vec<DynamicContainer>> {
-        let sandboxes = match pod {
-            Some(p) if *p != PodRef::default() => vec![self.resolve(Some(p)).await?],
-            _ => self.store.all(),
-        };
-        let mut out = Vec::new();
-        for sandbox in sandboxes {
-            let containers = self
-                .cri
-                .list_containers(dynamic_filter(Some(&sandbox.id())))
-                .await
-                .map_err(Error::runtime("listing dynamic containers"))?;
-            for c in containers {
-                match self.describe_container(&sandbox, &c.id).await {
-                    Ok(d) => out.push(d),
-                    // Removed between the list and the status: not an error for a listing.
-                    Err(Error::Runtime { source, .. }) if source.is_not_found() => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        out.sort_by(|a, b| {
-            (&a.pod.as_ref().map(|p| &p.sandbox_id), &a.name)
-                .cmp(&(&b.pod.as_ref().map(|p| &p.sandbox_id), &b.name))
-        });
-        Ok(out)
-    }
-
-    pub async fn get(&self, pod: Option<&PodRef>, name: &str) -> Result<DynamicContainer> {
-        let sandbox = self.resolve(pod).await?;
-        let found = self.find(&sandbox.id(), name).await?;
-        let Some(newest) = found.into_iter().max_by_key(|c| c.created_at) else {
-            return Err(Error::NotFound(format!(
-                "name: no dynamic container {name:?} in sandbox {}",
-                sandbox.id()
-            )));
-        };
-        self.describe_container(&sandbox, &newest.id).await
-    }
-
-    pub async fn exec(
-        &self,
-        pod: Option<&PodRef>,
-        name: &str,
-        cmd: Vec<String>,
-        timeout: i64,
-    ) -> Result<cri::ExecSyncResponse> {
-        if cmd.is_empty() {
-            return Err(Error::invalid("command", "must not be empty"));
-        }
-        let c = self.get(pod, name).await?;
-        if c.state != api::ContainerState::Running as i32 {
-            return Err(Error::FailedPrecondition(format!(
-                "container {name:?} is not running"
-            )));
-        }
-        self.cri
-            .exec_sync(cri::ExecSyncRequest {
-                container_id: c.container_id,
-                cmd,
-                timeout,
-            })
-            .await
-            .map_err(Error::runtime(format!("exec in {name:?}")))
-    }
-
-    async fn describe_container(&self, sandbox: &Sandbox, cid: &str) -> Result<DynamicContainer> {
-        let status = self
-            .cri
-            .container_status(cid, false)
-            .await
-            .map_err(Error::runtime("reading container status"))?;
-        let st = status.status.unwrap_or_default();
-        let spec = st
-            .annotations
-            .get(SPEC_ANNOTATION)
-            .and_then(|s| translate::decode_spec(s))
-            .unwrap_or_default();
-        let config = sandbox.config();
-        Ok(DynamicContainer {
-            pod: Some(pod_ref(&sandbox.id(), &config)),
-            name: st
-                .metadata
-                .as_ref()
-                .map(|m| m.name.clone())
-                .unwrap_or_default(),
-            container_id: st.id.clone(),
-            state: api_state(st.state) as i32,
-            exit_code: st.exit_code,
-            reason: st.reason.clone(),
-            message: st.message.clone(),
-            created_at_unix_nanos: st.created_at,
-            started_at_unix_nanos: st.started_at,
-            finished_at_unix_nanos: st.finished_at,
-            restart_count: st
-                .annotations
-                .get(RESTART_COUNT_ANNOTATION)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-            image: spec.image.clone(),
-            image_id: st.image_ref.clone(),
-            resources: spec.resources.clone(),
-            labels: spec.labels.clone(),
-            log_path: st.log_path.clone(),
-            spec: Some(spec),
-        })
-    }
-
-    /// StopPodSandbox is coming: refuse new adds and stop the pod's dynamic containers gracefully
-    /// (containerd would kill them at once).
-    pub async fn stop_pod(&self, sandbox_id: &str) {
-        let Some(sandbox) = self.store.get(sandbox_id) else {
-            return;
-        };
-        sandbox.mark_stopping();
-        let _guard = sandbox.lock.lock().await;
-        let Ok(containers) = self
-            .cri
-            .list_containers(dynamic_filter(Some(sandbox_id)))
-            .await
-        else {
-            return;
-        };
-        let grace = self.settings.pod_stop_grace.as_secs() as i64;
-        let pod = &pod_ref(sandbox_id, &sandbox.config());
-        let stops = containers
-            .iter()
-            .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
-            .map(|c| async move {
-                if let Err(e) = self.cri.stop_container(&c.id, grace).await {
-                    tracing::warn!(container = %c.id, error = %e, "stopping dynamic container for pod stop failed");
-                }
-                self.emit(EventType::Exited, pod, name_of(c), &c.id, "pod stopped");
-            });
-        futures_util::future::join_all(stops).await;
-    }
-
-    /// RemovePodSandbox is coming: remove the pod's dynamic containers first.
-    pub async fn remove_pod(&self, sandbox_id: &str) {
-        let Some(sandbox) = self.store.get(sandbox_id) else {
-            return;
-        };
-        sandbox.mark_stopping();
-        let _guard = sandbox.lock.lock().await;
-        let Ok(containers) = self
-            .cri
-            .list_containers(dynamic_filter(Some(sandbox_id)))
-            .await
-        else {
-            return;
-        };
-        let pod = pod_ref(sandbox_id, &sandbox.config());
-        for c in &containers {
-            if self.destroy(&c.id, 0).await {
-                self.emit(EventType::Removed, &pod, name_of(c), &c.id, "pod removed");
-            }
-        }
-    }
-
-    /// RemovePodSandbox succeeded: the pod's state goes too.
-    pub fn forget_pod(&self, sandbox_id: &str) {
-        self.store.forget(sandbox_id);
-        self.pending.lock().unwrap().remove(sandbox_id);
-    }
-
-    /// RunPodSandbox succeeded: remember the sandbox if its handler is mutable.
-    pub fn pod_started(&self, sandbox_id: &str, req: &cri::RunPodSandboxRequest) {
-        match self.store.record_run(sandbox_id, req) {
-            Ok(true) => {
-                tracing::info!(sandbox = sandbox_id, handler = %req.runtime_handler, "mutable pod recorded")
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "could not record mutable pod; it will be rebuilt from containerd")
-            }
-        }
-    }
-
-    /// One round of exit detection: emits EXITED for dynamic containers that stopped since the last
-    /// round and REMOVED for ones that vanished without podgraft removing them.
-    pub async fn poll_once(&self) -> std::result::Result<(), CriError> {
-        let containers = self.cri.list_containers(dynamic_filter(None)).await?;
-        let now: HashMap<String, (cri::ContainerState, cri::Container)> = containers
-            .into_iter()
-            .map(|c| (c.id.clone(), (state_of(c.state), c)))
-            .collect();
-        let before = std::mem::replace(
-            &mut *self.ids.lock().unwrap(),
-            now.iter().map(|(k, (s, _))| (k.clone(), *s)).collect(),
-        );
-        for (cid, (state, c)) in &now {
-            let was = before.get(cid).copied();
-            if *state == cri::ContainerState::ContainerExited
-                && was != Some(cri::ContainerState::ContainerExited)
-            {
-                let Some(sandbox) = self.store.get(&c.pod_sandbox_id) else {
-                    continue;
-                };
-                let pod = pod_ref(&c.pod_sandbox_id, &sandbox.config());
-                let code = self
-                    .cri
-                    .container_status(cid, false)
-                    .await
-                    .ok()
-                    .and_then(|s| s.status)
-                    .map(|s| s.exit_code)
-                    .unwrap_or(-1);
-                self.emit(
-                    EventType::Exited,
-                    &pod,
-                    name_of(c),
-                    cid,
-                    &format!("exit code {code}"),
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs exit detection until `shutdown` resolves.
-    pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut tick = tokio::time::interval(self.settings.poll_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    if let Err(e) = self.poll_once().await {
-                        tracing::debug!(error = %e, "dynamic container poll failed");
-                    }
-                }
-                () = &mut shutdown => return,
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 #[path = "manager_tests.rs"]
 mod tests;
 
-fn state_of(raw: i32) -> cri::ContainerState {
+pub(super) fn state_of(raw: i32) -> cri::ContainerState {
     cri::ContainerState::try_from(raw).unwrap_or(cri::ContainerState::ContainerUnknown)
 }
 
-fn api_state(raw: i32) -> api::ContainerState {
+pub(super) fn api_state(raw: i32) -> api::ContainerState {
     match state_of(raw) {
         cri::ContainerState::ContainerCreated => api::ContainerState::Created,
         cri::ContainerState::ContainerRunning => api::ContainerState::Running,

@@ -8,7 +8,9 @@
 pub mod error;
 pub mod events;
 pub mod manager;
+mod pods;
 pub mod quantity;
+mod queries;
 pub mod sandboxes;
 pub mod translate;
 pub mod validate;
