@@ -7,76 +7,19 @@
 //!     cargo bench --bench relay            (or hack/bench.sh, which installs what it needs first)
 //!     BENCH_SCALE=0.2 cargo bench ...      fewer samples, for a quick look
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use common::{Podgraft, PrivateContainerd, Samples, scale, us};
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use podgraft::testing::{FakeCri, default_handler, uds_channel};
 use tonic::transport::Channel;
 
 type Client = RuntimeServiceClient<Channel>;
-
-fn scale(n: usize) -> usize {
-    let s: f64 = std::env::var("BENCH_SCALE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1.0);
-    ((n as f64 * s) as usize).max(20)
-}
-
-struct Podgraft(Child);
-
-impl Podgraft {
-    fn start(listen: &Path, backend: &Path) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_podgraft"))
-            .args(["serve", "--config", "/dev/null", "--listen"])
-            .arg(listen)
-            .arg("--runtime-endpoint")
-            .arg(backend)
-            .env("PODGRAFT_LOG", "warn")
-            .spawn()
-            .expect("spawn podgraft");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(listen).is_err() {
-            assert!(Instant::now() < deadline, "podgraft did not come up");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self(child)
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Podgraft {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[derive(Default)]
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    fn pct(&mut self, p: usize) -> Duration {
-        self.0.sort_unstable();
-        self.0[(self.0.len() * p / 100).min(self.0.len() - 1)]
-    }
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
 
 /// Runs `calls` calls of `op` on `conc` concurrent tasks sharing one channel; returns each latency.
 async fn measure<F, Fut>(client: &Client, calls: usize, conc: usize, op: F) -> Vec<Duration>
@@ -227,7 +170,6 @@ async fn list_all(mut c: Client) {
 
 async fn fake_backend(dir: &Path) {
     let fake_sock = dir.join("fake.sock");
-    let relay_sock = dir.join("podgraft.sock");
     // The fake backend gets a thread and runtime of its own, as containerd has its own process.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let fake_path = fake_sock.clone();
@@ -243,7 +185,8 @@ async fn fake_backend(dir: &Path) {
         });
     });
     ready_rx.recv().unwrap();
-    let pg = Podgraft::start(&relay_sock, &fake_sock);
+    let pg = Podgraft::start(dir, "podgraft", &fake_sock, &[]);
+    let relay_sock = pg.listen.clone();
     let pipe_sock = dir.join("pipe.sock");
     let _pipe = Pipe::start(&pipe_sock, &fake_sock);
     let direct = RuntimeServiceClient::new(uds_channel(&fake_sock).await.unwrap());
@@ -281,40 +224,14 @@ async fn fake_backend(dir: &Path) {
     );
 }
 
-struct PrivateContainerd(PathBuf);
-
-impl Drop for PrivateContainerd {
-    fn drop(&mut self) {
-        let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/containerd.sh"))
-            .arg("stop")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 async fn real_containerd(dir: &Path) {
-    if Command::new("containerd")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        println!(
-            "\n*** SKIPPED: real containerd part: containerd not installed (hack/install-deps.sh) ***"
-        );
-        return;
-    }
     let node_dir = dir.join("node");
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/containerd.sh"))
-        .arg("start")
-        .arg(&node_dir)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "hack/containerd.sh start failed");
-    let _guard = PrivateContainerd(node_dir.clone());
-    let ctd_sock = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    let relay_sock = dir.join("podgraft-real.sock");
-    let _pg = Podgraft::start(&relay_sock, &ctd_sock);
+    let Some(ctd) = PrivateContainerd::start(&node_dir) else {
+        return;
+    };
+    let ctd_sock = ctd.socket.clone();
+    let pg = Podgraft::start(dir, "podgraft-real", &ctd_sock, &[]);
+    let relay_sock = pg.listen.clone();
     let pipe_sock = dir.join("pipe-real.sock");
     let _pipe = Pipe::start(&pipe_sock, &ctd_sock);
     let mut direct = RuntimeServiceClient::new(uds_channel(&ctd_sock).await.unwrap());
@@ -328,7 +245,7 @@ async fn real_containerd(dir: &Path) {
         .trim()
         .to_string();
     let cgroup_parent = format!("/kubepods/burstable/pod{uid}");
-    std::fs::write(node_dir.join("cgroups"), format!("{cgroup_parent}\n")).unwrap();
+    ctd.track_cgroup(&cgroup_parent);
     let sandbox_config = cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
             name: "bench".into(),
