@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 hack/install-deps.sh
 hack/build-images.py target/test-images >/dev/null
+cargo bench --bench add "$@"
 cargo bench --bench relay "$@"

@@ -175,6 +175,30 @@ async fn added_container_shares_the_pod_network_execs_logs_and_goes() {
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::AlreadyExists, "{}", again.message());
+
+    // The whole story, replayed from the start of the event history.
+    let mut events = control
+        .watch_events(api::WatchEventsRequest {
+            pod: pod_ref(&pod),
+            since_sequence: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(500), events.message())
+        .await
+        .unwrap()
+    {
+        if ev.name == "tool" {
+            seen.push(api::event::Type::try_from(ev.r#type).unwrap());
+        }
+        if seen.last() == Some(&api::event::Type::Removed) {
+            break;
+        }
+    }
+    use api::event::Type;
+    assert_eq!(seen, [Type::Added, Type::Started, Type::Removed]);
     teardown(&node, &sandbox).await;
 }
 

@@ -68,8 +68,14 @@ impl Qos {
     }
 }
 
+/// The spec as stored on the container. Registry credentials are left out: annotations are
+/// readable by anyone who may read container status.
 pub fn encode_spec(spec: &ContainerSpec) -> String {
-    base64::engine::general_purpose::STANDARD.encode(spec.encode_to_vec())
+    let stored = ContainerSpec {
+        registry_auth: None,
+        ..spec.clone()
+    };
+    base64::engine::general_purpose::STANDARD.encode(stored.encode_to_vec())
 }
 
 pub fn decode_spec(text: &str) -> Option<ContainerSpec> {
@@ -324,7 +330,19 @@ mod tests {
             }),
             ..Default::default()
         };
-        let cfg = container_config(&spec, &pod, vec![], 0, 1 << 30);
+        let with_secret = api::ContainerSpec {
+            registry_auth: Some(api::RegistryAuth {
+                password: "hunter2".into(),
+                ..Default::default()
+            }),
+            ..spec.clone()
+        };
+        let cfg = container_config(&with_secret, &pod, vec![], 0, 1 << 30);
+        let stored = decode_spec(&cfg.annotations[SPEC_ANNOTATION]).unwrap();
+        assert_eq!(
+            stored.registry_auth, None,
+            "registry credentials must not be stored"
+        );
         assert_eq!(cfg.labels[DYNAMIC_LABEL], "true");
         assert_eq!(cfg.labels["io.kubernetes.pod.uid"], "u1");
         assert!(
