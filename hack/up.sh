@@ -19,14 +19,22 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-target/release/podgraft serve --config /dev/null --listen "$dir/podgraft.sock" --runtime-endpoint "$sock" &
+cat > "$dir/podgraft.toml" <<TOML
+mutable_handlers = ["podgraft"]
+state_dir = "$dir/podgraft-state"
+TOML
+target/release/podgraft serve --config "$dir/podgraft.toml" --control "$dir/control.sock" \
+  --listen "$dir/podgraft.sock" --runtime-endpoint "$sock" &
 pg=$!
-for _ in $(seq 1 100); do [ -S "$dir/podgraft.sock" ] && break; sleep 0.05; done
+for _ in $(seq 1 100); do [ -S "$dir/podgraft.sock" ] && [ -S "$dir/control.sock" ] && break; sleep 0.05; done
 
 echo
 echo "podgraft is serving CRI on unix://$dir/podgraft.sock in front of unix://$sock"
 target/release/examples/cri-ping "$dir/podgraft.sock"
+echo "control API: $dir/control.sock (pods with RuntimeClass handler \"podgraft\" are mutable)"
+target/release/podgraft --control "$dir/control.sock" ls
 echo
 echo "Point a kubelet or crictl at it: --container-runtime-endpoint=unix://$dir/podgraft.sock"
+echo "Add containers: target/release/podgraft --control $dir/control.sock add NAMESPACE/POD --name tool --image podgraft.test/busybox:1 -- sleep 3600"
 echo "Ctrl-C to stop."
 wait "$pg"
