@@ -2,6 +2,7 @@
 //! opted in, adds containers to running pods (the node half of KEP-5972, Dynamic Containers).
 //!
 //! # Layout
+//! - [`cgroup`]: pod cgroup discovery and limits (v1/v2, cgroupfs/systemd), root as a parameter.
 //! - [`config`]: the TOML file and flags, checked into [`config::Settings`].
 //! - [`control`]: the control API edge (podgraft.v1alpha1), mapping calls onto [`dynamic::Manager`].
 //! - [`daemon`]: `podgraft serve`, wiring settings, backends, interceptors and the socket.
@@ -16,6 +17,7 @@
 //! - [`wire`]: protobuf wire-format helpers that read or drop fields while keeping all other bytes.
 //! - [`testing`]: an in-memory fake CRI backend for unit tests and benchmarks.
 
+pub mod cgroup;
 pub mod cli;
 pub mod client;
 pub mod config;
