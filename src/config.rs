@@ -63,6 +63,14 @@ pub struct Config {
     pub pod_stop_grace_seconds: u64,
     /// How often dynamic containers are checked for exits.
     pub poll_interval_ms: u64,
+    /// The cgroup hierarchy root holding the pod cgroups.
+    pub cgroup_root: String,
+    /// How often pod cgroups are checked against the kubelet's baseline + growth.
+    pub reconcile_interval_ms: u64,
+    /// Node-wide bounds on what dynamic containers may add together (Kubernetes quantities);
+    /// empty: unbounded.
+    pub dynamic_budget_cpu: String,
+    pub dynamic_budget_memory: String,
 }
 
 impl Default for Config {
@@ -82,6 +90,10 @@ impl Default for Config {
             state_dir: "/var/lib/podgraft".into(),
             pod_stop_grace_seconds: 10,
             poll_interval_ms: 1000,
+            cgroup_root: "/sys/fs/cgroup".into(),
+            reconcile_interval_ms: 10_000,
+            dynamic_budget_cpu: String::new(),
+            dynamic_budget_memory: String::new(),
         }
     }
 }
@@ -112,6 +124,11 @@ pub struct Settings {
     pub state_dir: PathBuf,
     pub pod_stop_grace: Duration,
     pub poll_interval: Duration,
+    pub cgroup_root: PathBuf,
+    pub reconcile_interval: Duration,
+    /// Node budget: milli-CPU and bytes; `None` unbounded.
+    pub budget_cpu_milli: Option<i64>,
+    pub budget_memory: Option<i64>,
 }
 
 impl Config {
@@ -200,6 +217,31 @@ impl Config {
         if self.poll_interval_ms < 100 {
             return Err(invalid("poll_interval_ms", "must be at least 100"));
         }
+        if !self.cgroup_root.starts_with('/') {
+            return Err(invalid(
+                "cgroup_root",
+                format!("{:?} must be an absolute path", self.cgroup_root),
+            ));
+        }
+        if self.reconcile_interval_ms < 100 {
+            return Err(invalid("reconcile_interval_ms", "must be at least 100"));
+        }
+        let budget = |key: &'static str, text: &str, parse: fn(&str) -> Option<i64>| match text {
+            "" => Ok(None),
+            t => parse(t)
+                .map(Some)
+                .ok_or_else(|| invalid(key, format!("{t:?} is not a Kubernetes quantity"))),
+        };
+        let budget_cpu_milli = budget(
+            "dynamic_budget_cpu",
+            &self.dynamic_budget_cpu,
+            crate::dynamic::quantity::milli_cpu,
+        )?;
+        let budget_memory = budget(
+            "dynamic_budget_memory",
+            &self.dynamic_budget_memory,
+            crate::dynamic::quantity::bytes,
+        )?;
         let image_endpoint = match self.image_endpoint.as_str() {
             "" => None,
             s => Some(socket_path("image_endpoint", s)?),
@@ -219,6 +261,10 @@ impl Config {
             state_dir: PathBuf::from(self.state_dir),
             pod_stop_grace: Duration::from_secs(self.pod_stop_grace_seconds),
             poll_interval: Duration::from_millis(self.poll_interval_ms),
+            cgroup_root: PathBuf::from(self.cgroup_root),
+            reconcile_interval: Duration::from_millis(self.reconcile_interval_ms),
+            budget_cpu_milli,
+            budget_memory,
         })
     }
 }
@@ -310,6 +356,8 @@ mod tests {
             ("mutable_handlers = [\"a b\"]", "mutable_handlers"),
             ("state_dir = \"var\"", "state_dir"),
             ("control_listen = \"x\"", "control_listen"),
+            ("dynamic_budget_memory = \"much\"", "dynamic_budget_memory"),
+            ("cgroup_root = \"sys\"", "cgroup_root"),
         ] {
             let err = settle(text).unwrap_err().to_string();
             assert!(err.starts_with(key), "{text}: {err}");

@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::cgroup::{Mode, RealIo};
 use crate::config::Settings;
 use crate::control::ControlService;
 use crate::cri::CriClient;
+use crate::dynamic::growth::CgroupSettings;
+use crate::dynamic::resources::Bounds;
 use crate::dynamic::sandboxes::SandboxStore;
 use crate::dynamic::{Manager, ManagerSettings};
 use crate::server::backend::{Backend, BackendSettings};
@@ -42,12 +45,33 @@ pub fn manager(settings: &Settings) -> Manager {
         .unwrap_or(&settings.runtime_endpoint);
     let cri = Arc::new(CriClient::new(&settings.runtime_endpoint, image));
     let store = SandboxStore::new(&settings.state_dir, settings.mutable_handlers.clone());
+    let mode = if settings.cgroup_root == std::path::Path::new("/sys/fs/cgroup") {
+        // The host's own hierarchy: ask cgroups-rs, which knows the mount-level signs.
+        if cgroups_rs::fs::hierarchies::is_cgroup2_unified_mode() {
+            Mode::V2
+        } else {
+            Mode::V1
+        }
+    } else {
+        Mode::detect(&settings.cgroup_root)
+    };
+    tracing::info!(root = %settings.cgroup_root.display(), ?mode, "managing pod cgroups");
     Manager::new(
         cri,
         store,
         ManagerSettings {
             pod_stop_grace: settings.pod_stop_grace,
             poll_interval: settings.poll_interval,
+            reconcile_interval: settings.reconcile_interval,
+            budget: Bounds {
+                cpu_milli: settings.budget_cpu_milli,
+                memory: settings.budget_memory,
+            },
+            cgroups: Some(CgroupSettings {
+                root: settings.cgroup_root.clone(),
+                mode,
+                io: Arc::new(RealIo),
+            }),
             ..ManagerSettings::default()
         },
     )

@@ -36,7 +36,10 @@ impl Mode {
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: unexpected content {content:?}")]
     Parse { path: PathBuf, content: String },
     #[error("memory limit {limit} bytes would be below the pod's current usage of {usage} bytes")]
@@ -46,7 +49,7 @@ pub enum CgroupError {
 }
 
 /// The pod-level limits podgraft grows and shrinks. `None` means unlimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// CFS quota in µs per `cpu_period`.
     pub cpu_quota: Option<i64>,
@@ -185,7 +188,9 @@ impl PodCgroup {
                     "max" => None,
                     q => Some(q.parse().map_err(|_| bad())?),
                 };
-                let period = parts.next().map_or(Ok(100_000), |p| p.parse().map_err(|_| bad()))?;
+                let period = parts
+                    .next()
+                    .map_or(Ok(100_000), |p| p.parse().map_err(|_| bad()))?;
                 let weight = self.read_i64(io, &self.file("", "cpu.weight"))?;
                 let mem_path = self.file("", "memory.max");
                 let mem = io.read(&mem_path)?;
@@ -264,7 +269,10 @@ impl PodCgroup {
                     io.write(&self.file("", "cpu.max"), &format!("{q} {}", to.cpu_period))?;
                 }
                 if to.cpu_shares != from.cpu_shares {
-                    io.write(&self.file("", "cpu.weight"), &shares_to_weight(to.cpu_shares).to_string())?;
+                    io.write(
+                        &self.file("", "cpu.weight"),
+                        &shares_to_weight(to.cpu_shares).to_string(),
+                    )?;
                 }
                 Ok(())
             }

@@ -39,7 +39,12 @@ pub fn relative_path(cgroup_parent: &str) -> Result<PathBuf, CgroupError> {
         Driver::Systemd => {
             let name = cgroup_parent.rsplit('/').next().unwrap_or_default();
             let stem = name.strip_suffix(".slice").ok_or_else(not_a_pod)?;
-            if !stem.rsplit('-').next().is_some_and(|p| p.starts_with("pod")) || stem.contains("..") {
+            if !stem
+                .rsplit('-')
+                .next()
+                .is_some_and(|p| p.starts_with("pod"))
+                || stem.contains("..")
+            {
                 return Err(not_a_pod());
             }
             let mut path = PathBuf::new();

@@ -20,6 +20,7 @@ impl From<Error> for Status {
             Error::AlreadyExists(_) => Status::already_exists(e.to_string()),
             Error::PermissionDenied(_) => Status::permission_denied(e.to_string()),
             Error::ResourceExhausted(_) => Status::resource_exhausted(e.to_string()),
+            Error::Internal(_) => Status::internal(e.to_string()),
             Error::Runtime { source, .. } => {
                 // containerd's verdict on the step, with podgraft's context in the message.
                 let code = tonic::Code::from_i32(source.code);

@@ -23,6 +23,9 @@ pub enum Error {
     /// Not enough room (resources) for the request.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// podgraft could not do its own part (e.g. a cgroup write failed); rolled back.
+    #[error("{0}")]
+    Internal(String),
     /// containerd refused or failed a step; everything done before it was rolled back.
     #[error("{context}: {source}")]
     Runtime { context: String, source: CriError },

@@ -10,21 +10,29 @@ use k8s_cri::v1 as cri;
 
 use super::error::{Error, Result};
 use super::events::EventLog;
+use super::growth::{CgroupSettings, Trigger};
+use super::resources::{self, Bounds, Ledger};
 use super::sandboxes::{Sandbox, SandboxStore};
-use super::translate::{self, CONTAINER_NAME_LABEL, DYNAMIC_LABEL};
+use super::translate::{self, CONTAINER_NAME_LABEL, DYNAMIC_LABEL, SPEC_ANNOTATION};
 use super::validate;
 use crate::api::{self, ContainerSpec, DynamicContainer, PodRef, event::Type as EventType};
 use crate::cri::Cri;
 
 /// Tunables of the manager.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ManagerSettings {
     /// Grace period for dynamic containers when their pod is stopped.
     pub pod_stop_grace: Duration,
     /// How often container exits are looked for.
     pub poll_interval: Duration,
+    /// How often pod cgroups are checked against baseline + growth.
+    pub reconcile_interval: Duration,
     /// Node memory, for the kubelet's oom_score_adj formula.
     pub memory_capacity: i64,
+    /// Node-wide bound on dynamic growth.
+    pub budget: Bounds,
+    /// Pod cgroups to grow; `None` leaves cgroups alone (admission still applies).
+    pub cgroups: Option<CgroupSettings>,
 }
 
 impl Default for ManagerSettings {
@@ -32,7 +40,10 @@ impl Default for ManagerSettings {
         Self {
             pod_stop_grace: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
+            reconcile_interval: Duration::from_secs(10),
             memory_capacity: node_memory_bytes().unwrap_or(1 << 30),
+            budget: Bounds::default(),
+            cgroups: None,
         }
     }
 }
@@ -60,6 +71,8 @@ pub struct Manager {
     pub(super) pending: Mutex<HashMap<String, HashSet<String>>>,
     /// IDs of every dynamic container podgraft knows, for cheap filtering of the kubelet's events.
     pub(super) ids: Mutex<HashMap<String, cri::ContainerState>>,
+    /// Reserved growth of every pod's dynamic containers.
+    pub(super) ledger: Ledger,
 }
 
 pub(super) fn dynamic_filter(sandbox: Option<&str>) -> cri::ContainerFilter {
@@ -103,6 +116,7 @@ impl Manager {
             cri,
             store,
             events: EventLog::new(),
+            ledger: Ledger::new(settings.budget),
             settings,
             pending: Mutex::new(HashMap::new()),
             ids: Mutex::new(HashMap::new()),
@@ -128,10 +142,24 @@ impl Manager {
             .list_containers(dynamic_filter(None))
             .await
             .map_err(Error::runtime("listing dynamic containers"))?;
+        // Growth is recomputed from the live dynamic containers: nothing is counted twice.
+        self.ledger.clear();
+        for c in &containers {
+            let spec = c
+                .annotations
+                .get(SPEC_ANNOTATION)
+                .and_then(|s| translate::decode_spec(s));
+            if let Some(spec) = spec {
+                self.ledger
+                    .adopt(&c.pod_sandbox_id, &spec.name, resources::growth_of(&spec));
+            }
+        }
         *self.ids.lock().unwrap() = containers
             .into_iter()
             .map(|c| (c.id, state_of(c.state)))
             .collect();
+        // Repair the pod cgroups (a crash may have left them half-grown).
+        self.reconcile_cgroups();
         Ok(())
     }
 
@@ -239,24 +267,43 @@ impl Manager {
         }
         let sandbox = self.resolve(pod).await?;
         let id = sandbox.id();
+        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
         let prepared = {
-            // Validation against the pod and the name reservation are one step per pod.
+            // Validation against the pod, resource admission, growing the pod cgroup and the name
+            // reservation are one step per pod, so concurrent adds never overshoot.
             let _guard = sandbox.lock.lock().await;
             let prepared = self.prepare(&sandbox, &specs).await?;
-            let mut pending = self.pending.lock().unwrap();
-            pending
+            let batch: Vec<_> = specs
+                .iter()
+                .map(|s| (s.name.clone(), resources::growth_of(s)))
+                .collect();
+            self.ledger
+                .reserve(&id, Bounds::from_pod(&sandbox.config()), &batch)?;
+            // Grow the pod before any of its new containers exists.
+            if let Err(e) = self.apply_growth(&sandbox, Trigger::GrowthChanged) {
+                self.ledger.release(&id, &names);
+                return Err(e);
+            }
+            self.pending
+                .lock()
+                .unwrap()
                 .entry(id.clone())
                 .or_default()
-                .extend(specs.iter().map(|s| s.name.clone()));
+                .extend(names.iter().cloned());
             prepared
         };
         let result = self.create_all(&sandbox, &specs, prepared).await;
-        {
-            let mut pending = self.pending.lock().unwrap();
-            if let Some(set) = pending.get_mut(&id) {
-                for s in &specs {
-                    set.remove(&s.name);
-                }
+        if let Some(set) = self.pending.lock().unwrap().get_mut(&id) {
+            for name in &names {
+                set.remove(name);
+            }
+        }
+        if result.is_err() {
+            // The containers are gone again: shrink the pod back.
+            let _guard = sandbox.lock.lock().await;
+            self.ledger.release(&id, &names);
+            if let Err(e) = self.apply_growth(&sandbox, Trigger::GrowthChanged) {
+                tracing::warn!(sandbox = %id, error = %e, "shrinking the pod after a failed add failed; reconcile will retry");
             }
         }
         let ids = result?;
@@ -298,6 +345,16 @@ impl Manager {
             return Err(Error::FailedPrecondition(format!(
                 "sandbox {id} has no running container: dynamic containers join running pods only"
             )));
+        }
+        let config = sandbox.config();
+        let parent = config
+            .linux
+            .as_ref()
+            .map(|l| l.cgroup_parent.as_str())
+            .unwrap_or("");
+        let qos = translate::Qos::from_cgroup_parent(parent);
+        for (i, spec) in specs.iter().enumerate() {
+            resources::check_qos(qos, spec, i)?;
         }
         let removed = sandbox.record().removed_names.clone();
         let pending = self
@@ -553,17 +610,33 @@ impl Manager {
             futures_util::future::join_all(targets.iter().map(|(_, cid)| self.destroy(cid, grace)))
                 .await;
         let mut removed = Vec::new();
+        let mut failed = Vec::new();
         for ((name, cid), ok) in targets.into_iter().zip(results) {
             if !ok {
-                return Err(Error::FailedPrecondition(format!(
-                    "container {name:?} ({cid}) could not be removed; retry"
-                )));
+                failed.push(format!("{name:?} ({cid})"));
+                continue;
             }
             if let Err(e) = self.store.remember_removed(&sandbox, &name) {
                 tracing::warn!(error = %e, "could not persist removed name");
             }
             self.emit(EventType::Removed, &pod, &name, &cid, "");
             removed.push(name);
+        }
+        // Shrink the pod only after its containers are gone. Memory still in use by the pod's
+        // other containers can refuse the shrink: then reconcile retries it, and the removal
+        // itself has happened.
+        {
+            let _guard = sandbox.lock.lock().await;
+            self.ledger.release(&id, &removed);
+            if let Err(e) = self.apply_growth(&sandbox, Trigger::GrowthChanged) {
+                tracing::warn!(sandbox = %id, error = %e, "shrinking the pod after removal deferred");
+            }
+        }
+        if !failed.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "could not remove {}; retry (removed: {removed:?})",
+                failed.join(", ")
+            )));
         }
         Ok(removed)
     }

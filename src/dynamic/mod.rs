@@ -3,14 +3,18 @@
 //! - [`manager`]: add / remove / list / teardown, with rollback; exit detection.
 //! - [`sandboxes`]: which pods are mutable and the sandbox config their containers are created with.
 //! - [`validate`], [`translate`], [`quantity`]: from a user's container spec to a CRI config.
+//! - [`resources`], [`growth`]: QoS-preserving admission against pod ceilings and the node budget,
+//!   and keeping each pod cgroup at the kubelet's baseline plus its dynamic containers' growth.
 //! - [`events`]: the resumable event stream.
 
 pub mod error;
 pub mod events;
+pub mod growth;
 pub mod manager;
 mod pods;
 pub mod quantity;
 mod queries;
+pub mod resources;
 pub mod sandboxes;
 pub mod translate;
 pub mod validate;

@@ -64,6 +64,7 @@ impl Manager {
     /// RemovePodSandbox succeeded: the pod's state goes too.
     pub fn forget_pod(&self, sandbox_id: &str) {
         self.store.forget(sandbox_id);
+        self.ledger.forget_pod(sandbox_id);
         self.pending.lock().unwrap().remove(sandbox_id);
     }
 
@@ -121,11 +122,13 @@ impl Manager {
         Ok(())
     }
 
-    /// Runs exit detection until `shutdown` resolves.
+    /// Runs exit detection and cgroup reconciliation until `shutdown` resolves.
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(self.settings.poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reconcile = tokio::time::interval(self.settings.reconcile_interval);
+        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -133,6 +136,7 @@ impl Manager {
                         tracing::debug!(error = %e, "dynamic container poll failed");
                     }
                 }
+                _ = reconcile.tick() => self.reconcile_cgroups(),
                 () = &mut shutdown => return,
             }
         }

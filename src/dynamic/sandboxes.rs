@@ -28,6 +28,15 @@ pub struct SandboxRecord {
     pub config: cri::PodSandboxConfig,
     #[serde(default)]
     pub removed_names: VecDeque<String>,
+    /// The pod cgroup as the kubelet set it, and as podgraft last wrote it (baseline + growth).
+    #[serde(default)]
+    pub cgroup: Option<CgroupState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupState {
+    pub baseline: crate::cgroup::Limits,
+    pub written: crate::cgroup::Limits,
 }
 
 /// A mutable sandbox and its per-pod coordination.
@@ -38,6 +47,8 @@ pub struct Sandbox {
     stopping: AtomicBool,
     /// Serializes the parts of adds and removes that must not interleave within one pod.
     pub lock: tokio::sync::Mutex<()>,
+    /// Serializes reads and writes of the pod cgroup.
+    pub cgroup_lock: Mutex<()>,
 }
 
 impl Sandbox {
@@ -120,6 +131,7 @@ impl SandboxStore {
             runtime_handler: req.runtime_handler.clone(),
             config: req.config.clone().unwrap_or_default(),
             removed_names: VecDeque::new(),
+            cgroup: None,
         };
         self.insert(record)?;
         Ok(true)
@@ -134,6 +146,7 @@ impl SandboxStore {
                 record: Mutex::new(record),
                 stopping: AtomicBool::new(false),
                 lock: tokio::sync::Mutex::new(()),
+                cgroup_lock: Mutex::new(()),
             }),
         );
         Ok(())
@@ -147,6 +160,19 @@ impl SandboxStore {
             while rec.removed_names.len() > REMOVED_NAMES_KEPT {
                 rec.removed_names.pop_front();
             }
+            rec.clone()
+        };
+        self.persist(&snapshot)
+    }
+
+    /// Records the pod cgroup state of `sandbox` and persists it.
+    pub fn set_cgroup(&self, sandbox: &Sandbox, state: CgroupState) -> Result<(), StateError> {
+        let snapshot = {
+            let mut rec = sandbox.record();
+            if rec.cgroup == Some(state) {
+                return Ok(());
+            }
+            rec.cgroup = Some(state);
             rec.clone()
         };
         self.persist(&snapshot)
@@ -221,6 +247,7 @@ impl SandboxStore {
                     runtime_handler: sandbox.runtime_handler.clone(),
                     config,
                     removed_names: VecDeque::new(),
+                    cgroup: None,
                 },
             );
         }

@@ -224,6 +224,24 @@ impl MessageInterceptor for RemovePod {
     }
 }
 
+/// UpdatePodSandboxResources: the kubelet has just rewritten the pod cgroup for a resize; re-apply
+/// the dynamic containers' growth on top of its new baseline. (containerd 1.6 answers UNIMPLEMENTED;
+/// the call is what tells podgraft about the resize.)
+struct PodResized(Arc<Manager>);
+
+impl MessageInterceptor for PodResized {
+    fn on_request<'a>(
+        &'a self,
+        _: &'a CallContext,
+        msg: Bytes,
+    ) -> BoxFuture<'a, Result<Bytes, Status>> {
+        Box::pin(async move {
+            self.0.pod_resized(&sandbox_id(&msg)?);
+            Ok(msg)
+        })
+    }
+}
+
 /// Registers every dynamic-container interceptor.
 pub fn register(registry: &mut Registry, manager: Arc<Manager>) {
     let filters: [(&str, Filter); 7] = [
@@ -249,6 +267,10 @@ pub fn register(registry: &mut Registry, manager: Arc<Manager>) {
         registry.intercept(
             &path("RemovePodSandbox"),
             Arc::new(RemovePod(manager.clone())),
+        );
+        registry.intercept(
+            &path("UpdatePodSandboxResources"),
+            Arc::new(PodResized(manager.clone())),
         );
     }
 }

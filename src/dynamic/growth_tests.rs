@@ -1,0 +1,287 @@
+//! Growth of pod cgroups through the manager: in-memory CRI plus a fixture cgroup v1 tree.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use k8s_cri::v1 as cri;
+
+use super::*;
+use crate::api::{self, ContainerSpec, PodRef};
+use crate::cgroup::{Limits, Mode, RealIo};
+use crate::dynamic::resources::{Bounds, MAX_MEMORY_ANNOTATION};
+use crate::dynamic::sandboxes::SandboxStore;
+use crate::dynamic::{Error, Manager, ManagerSettings};
+use crate::testing::MemCri;
+
+const BASE_MEMORY: i64 = 128 << 20;
+
+struct Fx {
+    cri: Arc<MemCri>,
+    state: tempfile::TempDir,
+    cgroups: tempfile::TempDir,
+    budget: Bounds,
+}
+
+fn memory_file(root: &Path, uid: &str) -> PathBuf {
+    root.join(format!(
+        "memory/kubepods/burstable/pod{uid}/memory.limit_in_bytes"
+    ))
+}
+
+fn write_pod_cgroup(root: &Path, uid: &str, memory: i64, usage: i64) {
+    let cpu = root.join(format!("cpu/kubepods/burstable/pod{uid}"));
+    let mem = root.join(format!("memory/kubepods/burstable/pod{uid}"));
+    std::fs::create_dir_all(&cpu).unwrap();
+    std::fs::create_dir_all(&mem).unwrap();
+    std::fs::write(cpu.join("cpu.cfs_quota_us"), "-1\n").unwrap();
+    std::fs::write(cpu.join("cpu.cfs_period_us"), "100000\n").unwrap();
+    std::fs::write(cpu.join("cpu.shares"), "256\n").unwrap();
+    std::fs::write(mem.join("memory.limit_in_bytes"), format!("{memory}\n")).unwrap();
+    std::fs::write(mem.join("memory.usage_in_bytes"), format!("{usage}\n")).unwrap();
+}
+
+fn read_memory(fx: &Fx, uid: &str) -> i64 {
+    std::fs::read_to_string(memory_file(fx.cgroups.path(), uid))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+impl Fx {
+    fn new(budget: Bounds) -> Fx {
+        let fx = Fx {
+            cri: Arc::new(MemCri::new()),
+            state: tempfile::tempdir().unwrap(),
+            cgroups: tempfile::tempdir().unwrap(),
+            budget,
+        };
+        fx.cri.add_image("busybox:1");
+        for name in ["agent", "capped"] {
+            fx.cri.add_pod(
+                &format!("sb-{name}"),
+                "podgraft",
+                "default",
+                name,
+                &format!("uid-{name}"),
+            );
+            write_pod_cgroup(
+                fx.cgroups.path(),
+                &format!("uid-{name}"),
+                BASE_MEMORY,
+                16 << 20,
+            );
+        }
+        fx
+    }
+
+    /// A manager over the fixture; a second call is podgraft after a restart.
+    async fn manager(&self) -> Manager {
+        let store = SandboxStore::new(self.state.path(), ["podgraft".to_string()]);
+        let settings = ManagerSettings {
+            budget: self.budget,
+            cgroups: Some(CgroupSettings {
+                root: self.cgroups.path().to_path_buf(),
+                mode: Mode::V1,
+                io: Arc::new(RealIo),
+            }),
+            ..ManagerSettings::default()
+        };
+        let m = Manager::new(self.cri.clone(), store, settings);
+        for name in ["agent", "capped"] {
+            let id = format!("sb-{name}");
+            let mut config = self.cri.sandbox_config(&id);
+            if name == "capped" {
+                config
+                    .annotations
+                    .insert(MAX_MEMORY_ANNOTATION.into(), "48Mi".into());
+            }
+            m.pod_started(
+                &id,
+                &cri::RunPodSandboxRequest {
+                    config: Some(config),
+                    runtime_handler: "podgraft".into(),
+                },
+            );
+        }
+        m.load().await.unwrap();
+        m
+    }
+}
+
+fn pod(name: &str) -> Option<PodRef> {
+    Some(PodRef {
+        namespace: "default".into(),
+        name: name.into(),
+        ..Default::default()
+    })
+}
+
+fn with_memory(name: &str, memory: &str) -> ContainerSpec {
+    ContainerSpec {
+        name: name.into(),
+        image: "busybox:1".into(),
+        resources: Some(api::Resources {
+            requests: None,
+            limits: Some(api::ResourceList {
+                cpu: "250m".into(),
+                memory: memory.into(),
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn grows_before_adding_and_shrinks_after_removing() {
+    let fx = Fx::new(Bounds::default());
+    let m = fx.manager().await;
+    m.add(
+        pod("agent").as_ref(),
+        vec![with_memory("a", "32Mi"), with_memory("b", "16Mi")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_memory(&fx, "uid-agent"), BASE_MEMORY + (48 << 20));
+    let quota = std::fs::read_to_string(
+        fx.cgroups
+            .path()
+            .join("cpu/kubepods/burstable/poduid-agent/cpu.cfs_quota_us"),
+    )
+    .unwrap();
+    assert_eq!(quota.trim(), "-1", "an unlimited pod quota stays unlimited");
+    m.remove(pod("agent").as_ref(), &["a".into()], Some(0))
+        .await
+        .unwrap();
+    assert_eq!(read_memory(&fx, "uid-agent"), BASE_MEMORY + (16 << 20));
+    m.remove(pod("agent").as_ref(), &["b".into()], Some(0))
+        .await
+        .unwrap();
+    assert_eq!(read_memory(&fx, "uid-agent"), BASE_MEMORY);
+}
+
+#[tokio::test]
+async fn a_failed_add_gives_the_room_back() {
+    let fx = Fx::new(Bounds::default());
+    let m = fx.manager().await;
+    fx.cri.fail_start.lock().unwrap().insert("b".into());
+    m.add(
+        pod("agent").as_ref(),
+        vec![with_memory("a", "32Mi"), with_memory("b", "16Mi")],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(read_memory(&fx, "uid-agent"), BASE_MEMORY);
+}
+
+#[tokio::test]
+async fn ceilings_and_budget_bound_growth() {
+    let fx = Fx::new(Bounds {
+        cpu_milli: None,
+        memory: Some(64 << 20),
+    });
+    let m = fx.manager().await;
+    // The pod ceiling (48Mi) refuses what the node budget would allow.
+    m.add(pod("capped").as_ref(), vec![with_memory("a", "32Mi")])
+        .await
+        .unwrap();
+    let err = m
+        .add(pod("capped").as_ref(), vec![with_memory("b", "32Mi")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ResourceExhausted(msg) if msg.contains("podgraft.io/max-")),
+        "{err:?}"
+    );
+    // The node budget (64Mi) refuses across pods.
+    m.add(pod("agent").as_ref(), vec![with_memory("c", "32Mi")])
+        .await
+        .unwrap();
+    let err = m
+        .add(pod("agent").as_ref(), vec![with_memory("d", "1Mi")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ResourceExhausted(msg) if msg.contains("node budget") && msg.contains("available")),
+        "{err:?}"
+    );
+    assert_eq!(read_memory(&fx, "uid-agent"), BASE_MEMORY + (32 << 20));
+    assert_eq!(read_memory(&fx, "uid-capped"), BASE_MEMORY + (32 << 20));
+}
+
+#[tokio::test]
+async fn restart_recounts_growth_and_follows_kubelet_resizes() {
+    let fx = Fx::new(Bounds::default());
+    let m = fx.manager().await;
+    m.add(pod("agent").as_ref(), vec![with_memory("a", "32Mi")])
+        .await
+        .unwrap();
+    drop(m);
+    // podgraft restarts: growth comes from the live containers, not added a second time.
+    let m = fx.manager().await;
+    assert_eq!(read_memory(&fx, "uid-agent"), BASE_MEMORY + (32 << 20));
+    // The kubelet resizes the pod to 256Mi (its baseline) and announces it.
+    std::fs::write(
+        memory_file(fx.cgroups.path(), "uid-agent"),
+        format!("{}\n", 256 << 20),
+    )
+    .unwrap();
+    m.pod_resized("sb-agent");
+    assert_eq!(read_memory(&fx, "uid-agent"), (256 << 20) + (32 << 20));
+    // Anything else that changes the cgroup is drift: reconcile restores baseline + growth.
+    std::fs::write(memory_file(fx.cgroups.path(), "uid-agent"), "1000000000\n").unwrap();
+    m.reconcile_cgroups();
+    assert_eq!(read_memory(&fx, "uid-agent"), (256 << 20) + (32 << 20));
+    m.remove(pod("agent").as_ref(), &["a".into()], Some(0))
+        .await
+        .unwrap();
+    assert_eq!(read_memory(&fx, "uid-agent"), 256 << 20);
+}
+
+#[tokio::test]
+async fn a_shrink_below_usage_waits_for_room() {
+    let fx = Fx::new(Bounds::default());
+    let m = fx.manager().await;
+    m.add(pod("agent").as_ref(), vec![with_memory("a", "32Mi")])
+        .await
+        .unwrap();
+    // The pod's other containers now use more than the baseline.
+    let usage = fx
+        .cgroups
+        .path()
+        .join("memory/kubepods/burstable/poduid-agent/memory.usage_in_bytes");
+    std::fs::write(&usage, format!("{}\n", 150 << 20)).unwrap();
+    m.remove(pod("agent").as_ref(), &["a".into()], Some(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_memory(&fx, "uid-agent"),
+        BASE_MEMORY + (32 << 20),
+        "never below usage"
+    );
+    std::fs::write(&usage, format!("{}\n", 20 << 20)).unwrap();
+    m.reconcile_cgroups();
+    assert_eq!(read_memory(&fx, "uid-agent"), BASE_MEMORY);
+}
+
+#[tokio::test]
+async fn limits_read_back_unchanged_when_there_is_no_growth() {
+    let fx = Fx::new(Bounds::default());
+    let m = fx.manager().await;
+    m.reconcile_cgroups();
+    let pod = crate::cgroup::PodCgroup::new(
+        fx.cgroups.path(),
+        Mode::V1,
+        "/kubepods/burstable/poduid-agent",
+    )
+    .unwrap();
+    assert_eq!(
+        pod.read(&RealIo).unwrap(),
+        Limits {
+            cpu_quota: None,
+            cpu_period: 100_000,
+            cpu_shares: 256,
+            memory: Some(BASE_MEMORY),
+        }
+    );
+}
