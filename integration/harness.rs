@@ -21,6 +21,8 @@ pub const BUSYBOX: &str = "podgraft.test/busybox:1";
 pub const MUTABLE: &str = "podgraft";
 
 pub struct Node {
+    /// Extra lines for podgraft's config file.
+    pub extra_config: String,
     pub dir: tempfile::TempDir,
     pub containerd: PathBuf,
     pub podgraft: PathBuf,
@@ -43,6 +45,11 @@ impl Node {
     /// Starts containerd and podgraft, or returns `None` (after a loud notice) where the real parts
     /// are missing outside CI.
     pub fn start() -> Option<Node> {
+        Self::start_with("")
+    }
+
+    /// Like [`Node::start`], with extra podgraft config lines.
+    pub fn start_with(extra_config: &str) -> Option<Node> {
         let missing = missing_tools();
         let not_root = !nix::unistd::geteuid().is_root();
         if !missing.is_empty() || not_root {
@@ -74,6 +81,7 @@ impl Node {
         assert!(out.status.success(), "hack/containerd.sh start failed");
         let containerd = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
         let mut node = Node {
+            extra_config: extra_config.to_string(),
             podgraft: dir.path().join("podgraft.sock"),
             control: dir.path().join("control.sock"),
             dir,
@@ -89,8 +97,9 @@ impl Node {
         std::fs::write(
             &config,
             format!(
-                "mutable_handlers = [\"{MUTABLE}\"]\nstate_dir = \"{}\"\npoll_interval_ms = 200\npod_stop_grace_seconds = 2\n",
-                self.dir.path().join("state").display()
+                "mutable_handlers = [\"{MUTABLE}\"]\nstate_dir = \"{}\"\npoll_interval_ms = 200\npod_stop_grace_seconds = 2\n{}\n",
+                self.dir.path().join("state").display(),
+                self.extra_config
             ),
         )
         .unwrap();

@@ -1,6 +1,7 @@
 //! Integration tests: podgraft in front of a real containerd + runc that the harness starts itself.
 
 mod dynamic;
+mod growth;
 mod harness;
 mod pod;
 mod registry;

@@ -77,6 +77,13 @@ impl Fx {
 
     /// A manager over the fixture; a second call is podgraft after a restart.
     async fn manager(&self) -> Manager {
+        let m = self.manager_unloaded();
+        m.load().await.unwrap();
+        m
+    }
+
+    /// A manager that learns of the pods only as they start (RunPodSandbox), never from a load.
+    fn manager_unloaded(&self) -> Manager {
         let store = SandboxStore::new(self.state.path(), ["podgraft".to_string()]);
         let settings = ManagerSettings {
             budget: self.budget,
@@ -104,7 +111,6 @@ impl Fx {
                 },
             );
         }
-        m.load().await.unwrap();
         m
     }
 }
@@ -158,6 +164,16 @@ async fn grows_before_adding_and_shrinks_after_removing() {
         .await
         .unwrap();
     assert_eq!(read_memory(&fx, "uid-agent"), BASE_MEMORY);
+}
+
+#[tokio::test]
+async fn the_first_add_to_a_newly_started_pod_grows_it() {
+    let fx = Fx::new(Bounds::default());
+    let m = fx.manager_unloaded();
+    m.add(pod("agent").as_ref(), vec![with_memory("a", "32Mi")])
+        .await
+        .unwrap();
+    assert_eq!(read_memory(&fx, "uid-agent"), BASE_MEMORY + (32 << 20));
 }
 
 #[tokio::test]

@@ -273,6 +273,10 @@ impl Manager {
             // reservation are one step per pod, so concurrent adds never overshoot.
             let _guard = sandbox.lock.lock().await;
             let prepared = self.prepare(&sandbox, &specs).await?;
+            if sandbox.record().cgroup.is_none() {
+                // First growth of this pod: learn its baseline before the new reservation counts.
+                self.apply_growth(&sandbox, Trigger::Reconcile)?;
+            }
             let batch: Vec<_> = specs
                 .iter()
                 .map(|s| (s.name.clone(), resources::growth_of(s)))
