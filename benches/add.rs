@@ -7,12 +7,15 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Podgraft, PrivateContainerd, Samples, ms, scale};
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use podgraft::api::{self, control_client::ControlClient};
+use podgraft::cgroup::{Growth, Mode, PodCgroup, RealIo};
+use podgraft::dynamic::resources::{Bounds, Ledger};
 use podgraft::testing::uds_channel;
 use tonic::transport::Channel;
 
@@ -239,11 +242,49 @@ async fn main() {
         "path", "samples", "p50", "p99"
     );
     let base = row("containerd CreateContainer+StartContainer", &mut raw, None);
-    row("podgraft AddContainers (1 container)", &mut add, Some(base));
+    let add_p50 = row("podgraft AddContainers (1 container)", &mut add, Some(base)).0;
     row(
         "new pod: RunPodSandbox+Create+Start",
         &mut fresh,
         Some(base),
+    );
+
+    // What admission + growth cost inside one add: reserve in the ledger, read the pod cgroup and
+    // write baseline + growth (real cgroup v1 files of the warm pod), then give it back.
+    let parent = pod.config.linux.as_ref().unwrap().cgroup_parent.clone();
+    let root = Path::new("/sys/fs/cgroup");
+    let cgroup = PodCgroup::new(root, Mode::detect(root), &parent).unwrap();
+    let ledger = Ledger::new(Bounds::default());
+    let growth = Growth {
+        cpu_milli: 250,
+        cpu_shares: 256,
+        memory: 32 << 20,
+    };
+    let mut admission = Samples::default();
+    for _ in 0..scale(2000) {
+        let t = Instant::now();
+        ledger
+            .reserve(
+                &pod.sandbox,
+                Bounds::default(),
+                &[("x".to_string(), growth)],
+            )
+            .unwrap();
+        let current = cgroup.read(&RealIo).unwrap();
+        let grown = current.plus(&growth);
+        cgroup.write(&RealIo, &current, &grown).unwrap();
+        admission.0.push(t.elapsed());
+        ledger.release(&pod.sandbox, &["x".to_string()]);
+        cgroup.write(&RealIo, &grown, &current).unwrap();
+    }
+    let (a50, a99) = (admission.pct(50), admission.pct(99));
+    println!(
+        "{:<44} {:>7} | {:>8.3} {:>8.3} | {:.2}% of the add's p50",
+        "admission + pod cgroup growth (in an add)",
+        admission.0.len(),
+        ms(a50),
+        ms(a99),
+        100.0 * a50.as_secs_f64() / add_p50.as_secs_f64()
     );
 
     // 10 concurrent adds into the warm pod, each its own request.
