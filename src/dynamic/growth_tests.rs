@@ -301,3 +301,114 @@ async fn limits_read_back_unchanged_when_there_is_no_growth() {
         }
     );
 }
+
+/// The same add/remove through the manager on every hierarchy and driver: v1 and v2 fixture trees,
+/// cgroupfs and systemd parents.
+#[tokio::test]
+async fn grows_on_v2_and_systemd_trees_too() {
+    use crate::cgroup::{PodCgroup, relative_path};
+    for mode in [Mode::V1, Mode::V2] {
+        for parent in [
+            "/kubepods/burstable/podu-9",
+            "kubepods-burstable-podu_9.slice",
+            "kubepods-podu_9.slice",
+        ] {
+            let root = tempfile::tempdir().unwrap();
+            let state = tempfile::tempdir().unwrap();
+            let rel = relative_path(parent).unwrap();
+            let files: &[(&str, &str, &str)] = match mode {
+                Mode::V1 => &[
+                    ("cpu", "cpu.cfs_quota_us", "200000"),
+                    ("cpu", "cpu.cfs_period_us", "100000"),
+                    ("cpu", "cpu.shares", "2048"),
+                    ("memory", "memory.limit_in_bytes", "134217728"),
+                    ("memory", "memory.usage_in_bytes", "1048576"),
+                ],
+                Mode::V2 => &[
+                    ("", "cpu.max", "200000 100000"),
+                    ("", "cpu.weight", "79"),
+                    ("", "memory.max", "134217728"),
+                    ("", "memory.current", "1048576"),
+                ],
+            };
+            if mode == Mode::V2 {
+                std::fs::write(root.path().join("cgroup.controllers"), "cpu memory pids\n")
+                    .unwrap();
+            }
+            for (controller, file, value) in files {
+                let dir = root.path().join(controller).join(&rel);
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join(file), format!("{value}\n")).unwrap();
+            }
+            let cri = Arc::new(MemCri::new());
+            cri.add_image("busybox:1");
+            let config = cri.add_pod_in("sb", "podgraft", "default", "agent", "u-9", parent);
+            let settings = ManagerSettings {
+                cgroups: Some(CgroupSettings {
+                    root: root.path().to_path_buf(),
+                    mode,
+                    io: Arc::new(RealIo),
+                }),
+                ..ManagerSettings::default()
+            };
+            let m = Manager::new(
+                cri.clone(),
+                SandboxStore::new(state.path(), ["podgraft".to_string()]),
+                settings,
+            );
+            m.pod_started(
+                "sb",
+                &cri::RunPodSandboxRequest {
+                    config: Some(config),
+                    runtime_handler: "podgraft".into(),
+                },
+            );
+            let pod_cg = PodCgroup::new(root.path(), mode, parent).unwrap();
+            let before = pod_cg.read(&RealIo).unwrap();
+            let spec = ContainerSpec {
+                resources: Some(api::Resources {
+                    requests: None,
+                    limits: Some(api::ResourceList {
+                        cpu: "500m".into(),
+                        memory: "32Mi".into(),
+                    }),
+                }),
+                ..with_memory("a", "")
+            };
+            if parent.starts_with("kubepods-pod") {
+                // A Guaranteed pod: the container must have cpu and memory limits (and requests =
+                // limits); one without a cpu limit would make the pod Burstable.
+                let no_cpu = ContainerSpec {
+                    resources: Some(api::Resources {
+                        requests: None,
+                        limits: Some(api::ResourceList {
+                            cpu: String::new(),
+                            memory: "32Mi".into(),
+                        }),
+                    }),
+                    ..with_memory("bad", "")
+                };
+                let err = m
+                    .add(pod("agent").as_ref(), vec![no_cpu])
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(&err, Error::InvalidArgument { field, .. } if field == "containers[0].resources.limits.cpu"),
+                    "{err:?}"
+                );
+            }
+            m.add(pod("agent").as_ref(), vec![spec]).await.unwrap();
+            let grown = pod_cg.read(&RealIo).unwrap();
+            assert_eq!(
+                grown.memory,
+                Some((128 << 20) + (32 << 20)),
+                "{mode:?} {parent}"
+            );
+            assert_eq!(grown.cpu_quota, Some(250_000), "{mode:?} {parent}");
+            m.remove(pod("agent").as_ref(), &["a".into()], Some(0))
+                .await
+                .unwrap();
+            assert_eq!(pod_cg.read(&RealIo).unwrap(), before, "{mode:?} {parent}");
+        }
+    }
+}

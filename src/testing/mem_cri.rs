@@ -53,7 +53,8 @@ impl MemCri {
         self.calls.lock().unwrap().push(call);
     }
 
-    /// Adds a ready sandbox with the kubelet's pod labels and a running kubelet container "main".
+    /// Adds a ready sandbox with the kubelet's pod labels and a running kubelet container "main",
+    /// under the cgroupfs parent of a Burstable pod.
     pub fn add_pod(
         &self,
         id: &str,
@@ -61,6 +62,26 @@ impl MemCri {
         namespace: &str,
         name: &str,
         uid: &str,
+    ) -> cri::PodSandboxConfig {
+        self.add_pod_in(
+            id,
+            handler,
+            namespace,
+            name,
+            uid,
+            &format!("/kubepods/burstable/pod{uid}"),
+        )
+    }
+
+    /// Like [`MemCri::add_pod`] with a given cgroup parent (e.g. a systemd slice).
+    pub fn add_pod_in(
+        &self,
+        id: &str,
+        handler: &str,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        cgroup_parent: &str,
     ) -> cri::PodSandboxConfig {
         let labels: HashMap<String, String> = [
             ("io.kubernetes.pod.name", name),
@@ -80,7 +101,7 @@ impl MemCri {
             labels: labels.clone(),
             log_directory: format!("/var/log/pods/{namespace}_{name}_{uid}"),
             linux: Some(cri::LinuxPodSandboxConfig {
-                cgroup_parent: format!("/kubepods/burstable/pod{uid}"),
+                cgroup_parent: cgroup_parent.to_string(),
                 ..Default::default()
             }),
             ..Default::default()
