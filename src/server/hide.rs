@@ -117,6 +117,42 @@ fn pod_sandbox_stats(msg: &Bytes) -> Result<Bytes, Status> {
     wire::rewrite_submessage(msg, 1, pod_stats_entry).map_err(bad_wire)
 }
 
+/// Per-message filters of the streaming list calls (CRI list streaming, Kubernetes 1.36+): each
+/// message carries one item in field 1. Unknown to containerd 1.6, which answers UNIMPLEMENTED; the
+/// kubelet then falls back to the unary calls above.
+type StreamFilter = fn(&Bytes) -> Result<Option<Bytes>, WireError>;
+
+fn stream_containers(msg: &Bytes) -> Result<Option<Bytes>, WireError> {
+    let container = wire::get_bytes(msg, 1)?.unwrap_or_default();
+    Ok((!has_dynamic_label(container, 8)?).then(|| msg.clone()))
+}
+
+fn stream_container_stats(msg: &Bytes) -> Result<Option<Bytes>, WireError> {
+    let stats = wire::get_bytes(msg, 1)?.unwrap_or_default();
+    Ok(stats_visible(stats)?.then(|| msg.clone()))
+}
+
+fn stream_pod_sandbox_stats(msg: &Bytes) -> Result<Option<Bytes>, WireError> {
+    wire::rewrite_submessage(msg, 1, pod_stats_entry).map(Some)
+}
+
+struct StreamItemFilter(StreamFilter);
+
+impl MessageInterceptor for StreamItemFilter {
+    fn on_response<'a>(
+        &'a self,
+        _: &'a CallContext,
+        msg: Bytes,
+    ) -> BoxFuture<'a, Result<Option<Bytes>, Status>> {
+        let out = if memchr::memmem::find(&msg, DYNAMIC_LABEL.as_bytes()).is_none() {
+            Ok(Some(msg))
+        } else {
+            (self.0)(&msg).map_err(bad_wire)
+        };
+        Box::pin(std::future::ready(out))
+    }
+}
+
 /// Drops events about dynamic containers and their statuses from every event's pod snapshot.
 struct HideEvents(Arc<Manager>);
 
@@ -262,6 +298,14 @@ pub fn register(registry: &mut Registry, manager: Arc<Manager>) {
             &path("GetContainerEvents"),
             Arc::new(HideEvents(manager.clone())),
         );
+        let streams: [(&str, StreamFilter); 3] = [
+            ("StreamContainers", stream_containers),
+            ("StreamContainerStats", stream_container_stats),
+            ("StreamPodSandboxStats", stream_pod_sandbox_stats),
+        ];
+        for (method, filter) in streams {
+            registry.intercept(&path(method), Arc::new(StreamItemFilter(filter)));
+        }
         registry.intercept(&path("RunPodSandbox"), Arc::new(RecordRun(manager.clone())));
         registry.intercept(&path("StopPodSandbox"), Arc::new(StopPod(manager.clone())));
         registry.intercept(
@@ -276,147 +320,5 @@ pub fn register(registry: &mut Registry, manager: Arc<Manager>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_cri::v1 as cri;
-
-    fn labels(dynamic: bool) -> std::collections::HashMap<String, String> {
-        let mut l = std::collections::HashMap::from([(
-            "io.kubernetes.pod.uid".to_string(),
-            "u".to_string(),
-        )]);
-        if dynamic {
-            l.insert(DYNAMIC_LABEL.into(), "true".into());
-        }
-        l
-    }
-
-    fn stats(id: &str, dynamic: bool) -> cri::ContainerStats {
-        cri::ContainerStats {
-            attributes: Some(cri::ContainerAttributes {
-                id: id.into(),
-                labels: labels(dynamic),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn pod_sandbox_stats_lose_only_dynamic_containers() {
-        let pod_stats = |n: &str| cri::PodSandboxStats {
-            attributes: Some(cri::PodSandboxAttributes {
-                id: n.into(),
-                ..Default::default()
-            }),
-            linux: Some(cri::LinuxPodSandboxStats {
-                containers: vec![stats("k", false), stats("d", true)],
-                ..Default::default()
-            }),
-            windows: None,
-        };
-        let msg = Bytes::from(
-            cri::ListPodSandboxStatsResponse {
-                stats: vec![pod_stats("p1"), pod_stats("p2")],
-            }
-            .encode_to_vec(),
-        );
-        let out =
-            cri::ListPodSandboxStatsResponse::decode(pod_sandbox_stats(&msg).unwrap()).unwrap();
-        for s in out.stats {
-            let ids: Vec<_> = s
-                .linux
-                .unwrap()
-                .containers
-                .into_iter()
-                .map(|c| c.attributes.unwrap().id)
-                .collect();
-            assert_eq!(ids, ["k"]);
-        }
-    }
-
-    #[test]
-    fn single_container_reads_of_dynamic_containers_are_not_found() {
-        let visible = Bytes::from(
-            cri::ContainerStatsResponse {
-                stats: Some(stats("k", false)),
-            }
-            .encode_to_vec(),
-        );
-        assert_eq!(container_stats(&visible).unwrap(), visible);
-        let hidden = Bytes::from(
-            cri::ContainerStatsResponse {
-                stats: Some(stats("d", true)),
-            }
-            .encode_to_vec(),
-        );
-        let err = container_stats(&hidden).unwrap_err();
-        assert_eq!(err.code(), tonic::Code::NotFound);
-        assert!(err.message().contains("\"d\""));
-        let status = Bytes::from(
-            cri::ContainerStatusResponse {
-                status: Some(cri::ContainerStatus {
-                    id: "d".into(),
-                    labels: labels(true),
-                    ..Default::default()
-                }),
-                info: Default::default(),
-            }
-            .encode_to_vec(),
-        );
-        assert_eq!(
-            container_status(&status).unwrap_err().code(),
-            tonic::Code::NotFound
-        );
-    }
-
-    #[test]
-    fn list_and_sandbox_status_filters_keep_kubelet_entries() {
-        let list = cri::ListContainersResponse {
-            containers: vec![
-                cri::Container {
-                    id: "k".into(),
-                    labels: labels(false),
-                    ..Default::default()
-                },
-                cri::Container {
-                    id: "d".into(),
-                    labels: labels(true),
-                    ..Default::default()
-                },
-            ],
-        };
-        let out = cri::ListContainersResponse::decode(
-            list_containers(&Bytes::from(list.encode_to_vec())).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(out.containers.len(), 1);
-        assert_eq!(out.containers[0].id, "k");
-        let pss = cri::PodSandboxStatusResponse {
-            containers_statuses: vec![
-                cri::ContainerStatus {
-                    id: "k".into(),
-                    labels: labels(false),
-                    ..Default::default()
-                },
-                cri::ContainerStatus {
-                    id: "d".into(),
-                    labels: labels(true),
-                    ..Default::default()
-                },
-            ],
-            ..Default::default()
-        };
-        let out = cri::PodSandboxStatusResponse::decode(
-            pod_sandbox_status(&Bytes::from(pss.encode_to_vec())).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            out.containers_statuses
-                .iter()
-                .map(|c| c.id.as_str())
-                .collect::<Vec<_>>(),
-            ["k"]
-        );
-    }
-}
+#[path = "hide_tests.rs"]
+mod tests;
