@@ -11,37 +11,13 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::harness::{BUSYBOX, MUTABLE, Node};
-use crate::pod::PodSpec;
+use crate::pod::{PodSpec, start_pod};
 
 /// A running pod as the kubelet would create it through podgraft, with one container "server"
 /// serving "hello" on port 8080.
 async fn kubelet_pod(node: &Node, name: &str, handler: &str) -> (PodSpec, String, String) {
-    let mut pod = PodSpec::new(name);
-    pod.handler = handler.to_string();
-    let mut pg = node.runtime(true).await;
-    let sandbox = pg
-        .run_pod_sandbox(pod.run_request(node))
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
     let script = "mkdir -p /www && echo hello > /www/index.html && exec httpd -f -p 8080 -h /www";
-    let id = pg
-        .create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: sandbox.clone(),
-            config: Some(pod.container("server", script)),
-            sandbox_config: Some(pod.sandbox_config(node)),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container_id;
-    pg.start_container(cri::StartContainerRequest {
-        container_id: id.clone(),
-    })
-    .await
-    .unwrap();
-    (pod, sandbox, id)
+    start_pod(node, name, handler, "server", script, None).await
 }
 
 fn pod_ref(pod: &PodSpec) -> Option<api::PodRef> {
@@ -74,20 +50,6 @@ async fn all_in_containerd(
         .into_iter()
         .map(|c| (c.metadata.unwrap().name, c.labels))
         .collect()
-}
-
-async fn teardown(node: &Node, sandbox: &str) {
-    let mut pg = node.runtime(true).await;
-    pg.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: sandbox.into(),
-    })
-    .await
-    .unwrap();
-    pg.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: sandbox.into(),
-    })
-    .await
-    .unwrap();
 }
 
 #[tokio::test]
@@ -199,7 +161,7 @@ async fn added_container_shares_the_pod_network_execs_logs_and_goes() {
     }
     use api::event::Type;
     assert_eq!(seen, [Type::Added, Type::Started, Type::Removed]);
-    teardown(&node, &sandbox).await;
+    node.remove_pod(&sandbox).await;
 }
 
 #[tokio::test]
@@ -294,7 +256,7 @@ async fn the_kubelet_never_sees_dynamic_containers() {
         events.err().map(|s| s.code()),
         direct.err().map(|s| s.code())
     );
-    teardown(&node, &sandbox).await;
+    node.remove_pod(&sandbox).await;
 }
 
 #[tokio::test]
@@ -379,8 +341,8 @@ async fn bad_batches_and_unopted_pods_leave_nothing_behind() {
         .map(|(n, _)| n)
         .collect();
     assert_eq!(names, ["server", "server"]);
-    teardown(&node, &sandbox).await;
-    teardown(&node, &plain_sandbox).await;
+    node.remove_pod(&sandbox).await;
+    node.remove_pod(&plain_sandbox).await;
 }
 
 #[tokio::test]
@@ -404,7 +366,7 @@ async fn pod_teardown_with_dynamic_containers_leaves_nothing() {
         .path()
         .join(format!("state/sandboxes/{sandbox}.json"));
     assert!(state_file.exists());
-    teardown(&node, &sandbox).await;
+    node.remove_pod(&sandbox).await;
     let mut ctd = node.runtime(false).await;
     assert!(all_in_containerd(&mut ctd).await.is_empty());
     let sandboxes = ctd
@@ -509,6 +471,6 @@ async fn a_restarted_podgraft_keeps_every_dynamic_container() {
         "{}",
         added[0].log_path
     );
-    teardown(&node, &sandbox).await;
-    teardown(&node, &late_sandbox).await;
+    node.remove_pod(&sandbox).await;
+    node.remove_pod(&late_sandbox).await;
 }

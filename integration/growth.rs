@@ -6,12 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use k8s_cri::v1 as cri;
 use podgraft::api;
 use tonic::Code;
 
 use crate::harness::{BUSYBOX, MUTABLE, Node};
-use crate::pod::PodSpec;
+use crate::pod::{PodSpec, start_pod};
 
 fn memory_limit_path(pod: &PodSpec) -> String {
     format!(
@@ -30,36 +29,15 @@ fn read_limit(pod: &PodSpec) -> i64 {
 
 /// A running mutable pod whose cgroup has a memory limit of `baseline`, as the kubelet sets it.
 async fn pod_with_limit(node: &Node, name: &str, baseline: i64) -> (PodSpec, String) {
-    let mut pod = PodSpec::new(name);
-    pod.handler = MUTABLE.into();
-    let mut pg = node.runtime(true).await;
-    let sandbox = pg
-        .run_pod_sandbox(pod.run_request(node))
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
-    let mut main = pod.container("main", "exec sleep 3600");
-    main.linux
-        .as_mut()
-        .unwrap()
-        .resources
-        .as_mut()
-        .unwrap()
-        .memory_limit_in_bytes = 16 << 20;
-    let id = pg
-        .create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: sandbox.clone(),
-            config: Some(main),
-            sandbox_config: Some(pod.sandbox_config(node)),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container_id;
-    pg.start_container(cri::StartContainerRequest { container_id: id })
-        .await
-        .unwrap();
+    let (pod, sandbox, _) = start_pod(
+        node,
+        name,
+        MUTABLE,
+        "main",
+        "exec sleep 3600",
+        Some(16 << 20),
+    )
+    .await;
     std::fs::write(memory_limit_path(&pod), baseline.to_string()).unwrap();
     assert_eq!(read_limit(&pod), baseline);
     (pod, sandbox)
@@ -86,20 +64,6 @@ fn with_memory(name: &str, memory: &str) -> api::ContainerSpec {
         }),
         ..Default::default()
     }
-}
-
-async fn teardown(node: &Node, sandbox: &str) {
-    let mut pg = node.runtime(true).await;
-    pg.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: sandbox.into(),
-    })
-    .await
-    .unwrap();
-    pg.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: sandbox.into(),
-    })
-    .await
-    .unwrap();
 }
 
 #[tokio::test]
@@ -181,7 +145,7 @@ async fn the_pod_grows_for_an_added_container_which_can_use_the_room() {
         .await
         .unwrap();
     assert_eq!(read_limit(&pod), baseline, "pod limit shrank back");
-    teardown(&node, &sandbox).await;
+    node.remove_pod(&sandbox).await;
 }
 
 #[tokio::test]
@@ -239,5 +203,5 @@ async fn fifty_concurrent_adds_against_a_budget_for_twenty() {
         max_seen.load(Ordering::Relaxed) <= baseline + 20 * each,
         "a limit above the budget was observed"
     );
-    teardown(&node, &sandbox).await;
+    node.remove_pod(&sandbox).await;
 }

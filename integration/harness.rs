@@ -230,6 +230,22 @@ impl Node {
         podgraft::testing::uds_channel(path).await.expect("connect")
     }
 
+    /// Stops and removes a pod through podgraft, as the kubelet does.
+    pub async fn remove_pod(&self, sandbox: &str) {
+        use k8s_cri::v1 as cri;
+        let mut pg = self.runtime(true).await;
+        pg.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sandbox.into(),
+        })
+        .await
+        .unwrap();
+        pg.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox.into(),
+        })
+        .await
+        .unwrap();
+    }
+
     pub fn podgraft_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("podgraft.log")).unwrap_or_default()
     }

@@ -135,3 +135,52 @@ impl PodSpec {
         }
     }
 }
+
+/// Runs a pod through podgraft as the kubelet would, with one started container `container`
+/// running `script` (and `memory_limit` bytes if given). Returns the pod, its sandbox ID and the
+/// container's ID.
+pub async fn start_pod(
+    node: &Node,
+    name: &str,
+    handler: &str,
+    container: &str,
+    script: &str,
+    memory_limit: Option<i64>,
+) -> (PodSpec, String, String) {
+    let mut pod = PodSpec::new(name);
+    pod.handler = handler.to_string();
+    let mut pg = node.runtime(true).await;
+    let sandbox = pg
+        .run_pod_sandbox(pod.run_request(node))
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let mut config = pod.container(container, script);
+    if let Some(limit) = memory_limit {
+        config
+            .linux
+            .as_mut()
+            .unwrap()
+            .resources
+            .as_mut()
+            .unwrap()
+            .memory_limit_in_bytes = limit;
+    }
+    let id = pg
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.sandbox_config(node)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
+    pg.start_container(cri::StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    (pod, sandbox, id)
+}

@@ -94,14 +94,18 @@ pub fn relay(settings: &Settings, metrics: Arc<Metrics>, manager: Arc<Manager>) 
 /// Loads the manager's state from containerd, retrying while containerd is unreachable.
 async fn load_until_done(manager: &Manager, mut stop: watch::Receiver<bool>) {
     let mut delay = Duration::from_millis(200);
-    loop {
+    for attempt in 1u64.. {
         match manager.load().await {
             Ok(()) => {
                 tracing::info!("dynamic container state loaded from containerd");
                 return;
             }
-            Err(e) => {
+            // One warning per outage; the retries are debug noise.
+            Err(e) if attempt == 1 => {
                 tracing::warn!(error = %e, "loading dynamic container state failed; retrying")
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, attempt, "loading dynamic container state failed again")
             }
         }
         tokio::select! {

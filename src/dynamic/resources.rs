@@ -47,23 +47,15 @@ impl Bounds {
 /// What one container adds to its pod: its CPU and memory limits, and its CPU request as shares
 /// (requests default to limits).
 pub fn growth_of(spec: &ContainerSpec) -> Growth {
-    let res = spec.resources.clone().unwrap_or_default();
-    let (req, lim) = (
-        res.requests.unwrap_or_default(),
-        res.limits.unwrap_or_default(),
-    );
-    let cpu_limit = quantity::milli_cpu(&lim.cpu).unwrap_or(0);
-    let cpu_request = quantity::milli_cpu(&req.cpu)
-        .filter(|v| *v > 0)
-        .unwrap_or(cpu_limit);
+    let r = quantity::Resources::of(spec);
     Growth {
-        cpu_milli: cpu_limit,
-        cpu_shares: if cpu_request > 0 {
-            milli_cpu_to_shares(cpu_request)
+        cpu_milli: r.cpu_limit,
+        cpu_shares: if r.cpu_request > 0 {
+            milli_cpu_to_shares(r.cpu_request)
         } else {
             0
         },
-        memory: quantity::bytes(&lim.memory).unwrap_or(0),
+        memory: r.memory_limit,
     }
 }
 

@@ -120,19 +120,12 @@ pub fn linux_resources(
     qos: Qos,
     memory_capacity: i64,
 ) -> cri::LinuxContainerResources {
-    let res = spec.resources.clone().unwrap_or_default();
-    let (req, lim) = (
-        res.requests.unwrap_or_default(),
-        res.limits.unwrap_or_default(),
-    );
-    let cpu_limit = quantity::milli_cpu(&lim.cpu).unwrap_or(0);
-    let cpu_request = quantity::milli_cpu(&req.cpu)
-        .filter(|v| *v > 0)
-        .unwrap_or(cpu_limit);
-    let mem_limit = quantity::bytes(&lim.memory).unwrap_or(0);
-    let mem_request = quantity::bytes(&req.memory)
-        .filter(|v| *v > 0)
-        .unwrap_or(mem_limit);
+    let quantity::Resources {
+        cpu_request,
+        cpu_limit,
+        memory_request: mem_request,
+        memory_limit: mem_limit,
+    } = quantity::Resources::of(spec);
     let period = 100_000;
     cri::LinuxContainerResources {
         cpu_period: if cpu_limit > 0 { period } else { 0 },
