@@ -19,6 +19,10 @@ pub struct MethodStats {
     pub response_bytes: u64,
 }
 
+/// Distinct methods counted one by one; CRI has about 40.
+const MAX_METHODS: usize = 256;
+const OTHER_METHODS: &str = "(other methods)";
+
 /// Counts calls per method. A single short critical section per call keeps it cheap next to the
 /// tens of microseconds a relayed call takes.
 #[derive(Debug, Default)]
@@ -69,9 +73,16 @@ impl CallObserver for Metrics {
             "relayed"
         );
         let mut methods = self.lock();
-        let stats = match methods.get_mut(call.method) {
+        // Method paths come from clients: past a bound, new ones are counted together so that a
+        // stream of made-up paths cannot grow this map without limit.
+        let key = if methods.contains_key(call.method) || methods.len() < MAX_METHODS {
+            call.method
+        } else {
+            OTHER_METHODS
+        };
+        let stats = match methods.get_mut(key) {
             Some(stats) => stats,
-            None => methods.entry(call.method.to_string()).or_default(),
+            None => methods.entry(key.to_string()).or_default(),
         };
         stats.calls += 1;
         stats.total_time += call.elapsed;
@@ -104,5 +115,22 @@ mod tests {
         assert_eq!(s.max_time, Duration::from_micros(30));
         assert_eq!(s.response_bytes, 20);
         assert!(m.summary().contains("Version calls=2 errors=1"));
+    }
+
+    #[test]
+    fn made_up_methods_cannot_grow_the_map_without_bound() {
+        let m = Metrics::new();
+        for i in 0..(MAX_METHODS + 100) {
+            let method = format!("/x.Y/M{i}");
+            m.call_finished(&CallRecord {
+                method: &method,
+                code: Code::Unimplemented,
+                elapsed: Duration::from_micros(1),
+                response_bytes: 0,
+            });
+        }
+        let snap = m.snapshot();
+        assert_eq!(snap.len(), MAX_METHODS + 1);
+        assert_eq!(snap[OTHER_METHODS].calls, 100);
     }
 }
