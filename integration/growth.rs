@@ -136,6 +136,34 @@ async fn the_pod_grows_for_an_added_container_which_can_use_the_room() {
         timeout_seconds: 10,
     };
     assert_eq!(control.exec(clear).await.unwrap().into_inner().exit_code, 0);
+    // The kubelet resizes the pod: it rewrites the pod cgroup to its new baseline, then announces
+    // it with UpdatePodSandboxResources (containerd 1.6 answers UNIMPLEMENTED; podgraft listens).
+    let resized = 48 << 20;
+    std::fs::write(memory_limit_path(&pod), resized.to_string()).unwrap();
+    let mut raw = podgraft::testing::RawClient::connect(&node.podgraft)
+        .await
+        .unwrap();
+    let mut req = vec![0x0a, sandbox.len() as u8];
+    req.extend_from_slice(sandbox.as_bytes());
+    let answer = raw
+        .call(
+            "/runtime.v1.RuntimeService/UpdatePodSandboxResources",
+            &[bytes::Bytes::from(req)],
+            http::HeaderMap::new(),
+        )
+        .await;
+    assert_eq!(
+        answer.code,
+        Code::Unimplemented,
+        "containerd's own answer comes back"
+    );
+    assert_eq!(
+        read_limit(&pod),
+        resized + (64 << 20),
+        "growth re-applied on the kubelet's new baseline"
+    );
+    let baseline = resized;
+
     control
         .remove_containers(api::RemoveContainersRequest {
             pod: pod_ref(&pod),
