@@ -73,6 +73,8 @@ pub struct Manager {
     pub(super) ids: Mutex<HashMap<String, cri::ContainerState>>,
     /// Reserved growth of every pod's dynamic containers.
     pub(super) ledger: Ledger,
+    /// Set once the state has been loaded from containerd.
+    loaded: std::sync::atomic::AtomicBool,
 }
 
 pub(super) fn dynamic_filter(sandbox: Option<&str>) -> cri::ContainerFilter {
@@ -117,6 +119,7 @@ impl Manager {
             store,
             events: EventLog::new(),
             ledger: Ledger::new(settings.budget),
+            loaded: std::sync::atomic::AtomicBool::new(false),
             settings,
             pending: Mutex::new(HashMap::new()),
             ids: Mutex::new(HashMap::new()),
@@ -158,9 +161,24 @@ impl Manager {
             .into_iter()
             .map(|c| (c.id, state_of(c.state)))
             .collect();
+        self.loaded
+            .store(true, std::sync::atomic::Ordering::Release);
         // Repair the pod cgroups (a crash may have left them half-grown).
         self.reconcile_cgroups();
         Ok(())
+    }
+
+    /// False only when podgraft knows for sure that the node has no dynamic container and none is
+    /// being added: state loaded from containerd, none found or left since, no add in flight.
+    pub fn may_have_dynamic(&self) -> bool {
+        !self.loaded.load(std::sync::atomic::Ordering::Acquire)
+            || !self.ids.lock().unwrap().is_empty()
+            || self
+                .pending
+                .lock()
+                .unwrap()
+                .values()
+                .any(|names| !names.is_empty())
     }
 
     /// True if `id` is a dynamic container (as far as podgraft has seen).

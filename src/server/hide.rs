@@ -49,10 +49,15 @@ fn not_found(id: &str) -> Status {
 
 type Filter = fn(&Bytes) -> Result<Bytes, Status>;
 
-/// Rewrites each response message with a fixed wire-level filter.
-struct ResponseFilter(Filter);
+/// Rewrites each response message with a fixed wire-level filter. While the node has no dynamic
+/// container (and none is being added), there is nothing to hide and the call is not intercepted.
+struct ResponseFilter(Filter, Arc<Manager>);
 
 impl MessageInterceptor for ResponseFilter {
+    fn active(&self) -> bool {
+        self.1.may_have_dynamic()
+    }
+
     fn on_response<'a>(
         &'a self,
         _: &'a CallContext,
@@ -151,9 +156,13 @@ fn stream_pod_sandbox_stats(msg: &Bytes) -> Result<Option<Bytes>, WireError> {
     wire::rewrite_submessage(msg, 1, pod_stats_entry).map(Some)
 }
 
-struct StreamItemFilter(StreamFilter);
+struct StreamItemFilter(StreamFilter, Arc<Manager>);
 
 impl MessageInterceptor for StreamItemFilter {
+    fn active(&self) -> bool {
+        self.1.may_have_dynamic()
+    }
+
     fn on_response<'a>(
         &'a self,
         _: &'a CallContext,
@@ -169,6 +178,10 @@ impl MessageInterceptor for StreamItemFilter {
 struct HideEvents(Arc<Manager>);
 
 impl MessageInterceptor for HideEvents {
+    fn active(&self) -> bool {
+        self.0.may_have_dynamic()
+    }
+
     fn on_response<'a>(
         &'a self,
         _: &'a CallContext,
@@ -304,7 +317,10 @@ pub fn register(registry: &mut Registry, manager: Arc<Manager>) {
     for version in VERSIONS {
         let path = |method: &str| format!("/{version}.RuntimeService/{method}");
         for (method, filter) in filters {
-            registry.intercept(&path(method), Arc::new(ResponseFilter(filter)));
+            registry.intercept(
+                &path(method),
+                Arc::new(ResponseFilter(filter, manager.clone())),
+            );
         }
         registry.intercept(
             &path("GetContainerEvents"),
@@ -316,7 +332,10 @@ pub fn register(registry: &mut Registry, manager: Arc<Manager>) {
             ("StreamPodSandboxStats", stream_pod_sandbox_stats),
         ];
         for (method, filter) in streams {
-            registry.intercept(&path(method), Arc::new(StreamItemFilter(filter)));
+            registry.intercept(
+                &path(method),
+                Arc::new(StreamItemFilter(filter, manager.clone())),
+            );
         }
         registry.intercept(&path("RunPodSandbox"), Arc::new(RecordRun(manager.clone())));
         registry.intercept(&path("StopPodSandbox"), Arc::new(StopPod(manager.clone())));

@@ -30,6 +30,12 @@ pub struct CallContext {
 /// Sees and may rewrite the raw protobuf messages of one method. Messages are the payloads without
 /// the gRPC length prefix; helpers in [`crate::wire`] edit them while keeping unknown fields.
 pub trait MessageInterceptor: Send + Sync + 'static {
+    /// Whether this call needs the interceptor at all; when false the call is relayed untouched
+    /// (streamed, never buffered). Checked once per call, so keep it cheap.
+    fn active(&self) -> bool {
+        true
+    }
+
     /// Called with the request message before it is forwarded; an error answers the call with that
     /// status and the backend never sees it.
     fn on_request<'a>(

@@ -78,8 +78,10 @@ impl Relay {
         let end = (!self.observers.is_empty())
             .then(|| CallEnd::new(method.clone(), self.observers.clone()));
         let result = match self.registry.interceptor(method.path()) {
-            None => self.pass_through(req, end).await,
-            Some(interceptor) => self.intercepted(interceptor.clone(), req, end).await,
+            Some(interceptor) if interceptor.active() => {
+                self.intercepted(interceptor.clone(), req, end).await
+            }
+            _ => self.pass_through(req, end).await,
         };
         Ok(result.unwrap_or_else(|(status, end)| {
             if let Some(end) = end {

@@ -123,8 +123,9 @@ impl Drop for FakeCri {
     }
 }
 
-/// Answers Version, and ListContainers with `containers` canned containers; everything else is
-/// UNIMPLEMENTED, as a backend that does not know the method would answer.
+/// Answers Version, ListPodSandbox (no pods) and ListContainers with `containers` canned containers
+/// (honouring a label selector); everything else is UNIMPLEMENTED, as a backend that does not know
+/// the method would answer.
 pub fn default_handler(containers: usize) -> Handler {
     use k8s_cri::v1 as cri;
     let version = Bytes::from(
@@ -136,10 +137,32 @@ pub fn default_handler(containers: usize) -> Handler {
         }
         .encode_to_vec(),
     );
-    let list = Bytes::from(container_list(containers).encode_to_vec());
+    let all = container_list(containers);
+    let list = Bytes::from(all.encode_to_vec());
     Arc::new(move |req: &Recorded| match req.method.as_str() {
         "/runtime.v1.RuntimeService/Version" => Reply::raw(vec![version.clone()]),
-        "/runtime.v1.RuntimeService/ListContainers" => Reply::raw(vec![list.clone()]),
+        "/runtime.v1.RuntimeService/ListPodSandbox" => {
+            Reply::ok(cri::ListPodSandboxResponse::default())
+        }
+        "/runtime.v1.RuntimeService/ListContainers" => {
+            let selector = req
+                .messages
+                .first()
+                .and_then(|m| cri::ListContainersRequest::decode(m.clone()).ok())
+                .and_then(|r| r.filter)
+                .map(|f| f.label_selector)
+                .unwrap_or_default();
+            if selector.is_empty() {
+                return Reply::raw(vec![list.clone()]);
+            }
+            let containers = all
+                .containers
+                .iter()
+                .filter(|c| selector.iter().all(|(k, v)| c.labels.get(k) == Some(v)))
+                .cloned()
+                .collect();
+            Reply::ok(cri::ListContainersResponse { containers })
+        }
         other => Reply::error(Code::Unimplemented, &format!("unknown method {other}")),
     })
 }
