@@ -336,11 +336,23 @@ async fn exits_become_events_and_list_shows_the_exit_code() {
 #[tokio::test]
 async fn hiding_is_needed_only_while_dynamic_containers_may_exist() {
     let fx = fixture();
-    assert!(fx.manager.may_have_dynamic(), "unknown until loaded from containerd");
+    assert!(
+        fx.manager.may_have_dynamic(),
+        "unknown until loaded from containerd"
+    );
     fx.manager.load().await.unwrap();
-    assert!(!fx.manager.may_have_dynamic(), "loaded, and the node has none");
-    fx.manager.add(Some(&pod("agent")), vec![spec("tool")]).await.unwrap();
+    assert!(
+        !fx.manager.may_have_dynamic(),
+        "loaded, and the node has none"
+    );
+    fx.manager
+        .add(Some(&pod("agent")), vec![spec("tool")])
+        .await
+        .unwrap();
     assert!(fx.manager.may_have_dynamic());
-    fx.manager.remove(Some(&pod("agent")), &["tool".into()], Some(0)).await.unwrap();
+    fx.manager
+        .remove(Some(&pod("agent")), &["tool".into()], Some(0))
+        .await
+        .unwrap();
     assert!(!fx.manager.may_have_dynamic());
 }
