@@ -6,6 +6,7 @@ use std::sync::Arc;
 use k8s_cri::v1 as cri;
 
 use super::*;
+use crate::api::ContainerSpec;
 use crate::api::event::Type;
 use crate::testing::MemCri;
 

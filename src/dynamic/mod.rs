@@ -7,6 +7,7 @@
 //!   and keeping each pod cgroup at the kubelet's baseline plus its dynamic containers' growth.
 //! - [`events`]: the resumable event stream.
 
+mod add;
 pub mod error;
 pub mod events;
 pub mod growth;
@@ -14,6 +15,7 @@ pub mod manager;
 mod pods;
 pub mod quantity;
 mod queries;
+mod remove;
 pub mod resources;
 pub mod sandboxes;
 pub mod translate;
