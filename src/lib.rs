@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`cgroup`]: pod cgroup discovery and limits (v1/v2, cgroupfs/systemd), root as a parameter.
+//! - [`cli`]: the command line (`serve` and the control API client commands); [`client`]: Unix
+//!   socket channels.
 //! - [`config`]: the TOML file and flags, checked into [`config::Settings`].
 //! - [`control`]: the control API edge (podgraft.v1alpha1), mapping calls onto [`dynamic::Manager`].
 //! - [`daemon`]: `podgraft serve`, wiring settings, backends, interceptors and the socket.
@@ -11,11 +13,14 @@
 //!   - [`server::backend`]: the reconnecting HTTP/2 connection to containerd;
 //!   - [`server::intercept`]: the per-method interceptor registry and call observers;
 //!   - [`server::body`], [`server::grpc`]: body wrappers and gRPC framing;
-//!   - [`server::listener`]: Unix socket set-up; [`server::metrics`]: the logging/metrics observer.
+//!   - [`server::listener`]: Unix socket set-up; [`server::metrics`]: the logging/metrics observer;
+//!   - [`server::hide`]: the interceptors that hide dynamic containers and follow pod lifecycles.
 //! - [`cri`]: the CRI calls podgraft makes itself, behind a trait with an in-memory fake.
 //! - [`dynamic`]: dynamic containers: validation, add/remove with rollback, sandbox records, events.
 //! - [`wire`]: protobuf wire-format helpers that read or drop fields while keeping all other bytes.
-//! - [`testing`]: an in-memory fake CRI backend for unit tests and benchmarks.
+//! - [`testing`]: fakes for unit tests and benchmarks: a raw gRPC CRI backend and an in-memory
+//!   [`cri::Cri`].
+//! - [`api`]: the generated control API types.
 
 pub mod cgroup;
 pub mod cli;

@@ -1,6 +1,8 @@
 //! Dynamic containers (KEP-5972, node side): containers added to a running, opted-in pod.
 //!
-//! - [`manager`]: add / remove / list / teardown, with rollback; exit detection.
+//! - [`manager`]: the [`Manager`], its state and pod lookup; its operations live in `add` (validate,
+//!   admit, grow, pull, create, start, roll back), `remove`, `queries` (list, get, exec) and `pods`
+//!   (the pod lifecycle the relay reports, exit detection).
 //! - [`sandboxes`]: which pods are mutable and the sandbox config their containers are created with.
 //! - [`validate`], [`translate`], [`quantity`]: from a user's container spec to a CRI config.
 //! - [`resources`], [`growth`]: QoS-preserving admission against pod ceilings and the node budget,
