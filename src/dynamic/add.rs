@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use k8s_cri::v1 as cri;
 
+use super::batches::BATCH_LABEL;
 use super::error::{Error, Result};
 use super::growth::Trigger;
 use super::manager::{Manager, name_of, pod_ref};
@@ -244,9 +245,15 @@ impl Manager {
         let id = sandbox.id();
         let pod_config = sandbox.config();
         let pod = pod_ref(&id, &pod_config);
+        let names = specs.iter().map(|s| s.name.clone()).collect();
+        let batch = self
+            .batches
+            .begin(&id, names)
+            .map_err(|e| Error::Internal(format!("recording the add: {e}")))?;
         let mut created: Vec<String> = Vec::new();
         let mut failure = None;
-        for (i, (spec, config)) in specs.iter().zip(configs).enumerate() {
+        for (i, (spec, mut config)) in specs.iter().zip(configs).enumerate() {
+            config.labels.insert(BATCH_LABEL.into(), batch.id.clone());
             if let Err(e) = self.ensure_image(spec, i, &pod_config).await {
                 failure = Some(e);
                 break;
@@ -287,10 +294,16 @@ impl Manager {
             }
         }
         let Some(failure) = failure else {
+            self.batches.end(&batch);
             return Ok(created);
         };
+        let mut all_gone = true;
         for cid in created.iter().rev() {
-            self.destroy(cid, 0).await;
+            all_gone &= self.destroy(cid, 0).await;
+        }
+        // A container that could not be removed now is removed at the next start.
+        if all_gone {
+            self.batches.end(&batch);
         }
         for spec in specs {
             self.emit(

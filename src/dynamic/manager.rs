@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use k8s_cri::v1 as cri;
 
+use super::batches::{BATCH_LABEL, BatchLog};
 use super::error::{Error, Result};
 use super::events::EventLog;
 use super::growth::CgroupSettings;
@@ -74,6 +75,8 @@ pub struct Manager {
     pub(super) ledger: Ledger,
     /// Set once the state has been loaded from containerd.
     loaded: std::sync::atomic::AtomicBool,
+    /// Adds in progress, on disk, so an interrupted one can be rolled back after a restart.
+    pub(super) batches: BatchLog,
 }
 
 pub(super) fn dynamic_filter(sandbox: Option<&str>) -> cri::ContainerFilter {
@@ -114,6 +117,7 @@ fn describe(pod: &PodRef) -> String {
 impl Manager {
     pub fn new(cri: Arc<dyn Cri>, store: SandboxStore, settings: ManagerSettings) -> Self {
         Self {
+            batches: BatchLog::new(store.state_dir()),
             cri,
             store,
             events: EventLog::new(),
@@ -139,6 +143,7 @@ impl Manager {
             .load(self.cri.as_ref())
             .await
             .map_err(Error::runtime("loading sandboxes"))?;
+        self.roll_back_interrupted_adds().await?;
         let containers = self
             .cri
             .list_containers(dynamic_filter(None))
@@ -164,6 +169,31 @@ impl Manager {
             .store(true, std::sync::atomic::Ordering::Release);
         // Repair the pod cgroups (a crash may have left them half-grown).
         self.reconcile_cgroups();
+        Ok(())
+    }
+
+    /// Removes the containers of adds that a crash interrupted: an add is all or nothing, across
+    /// restarts too.
+    async fn roll_back_interrupted_adds(&self) -> Result<()> {
+        for batch in self.batches.interrupted() {
+            let filter = cri::ContainerFilter {
+                label_selector: [(BATCH_LABEL.to_string(), batch.id.clone())].into(),
+                ..Default::default()
+            };
+            let found = self
+                .cri
+                .list_containers(filter)
+                .await
+                .map_err(Error::runtime("listing an interrupted add's containers"))?;
+            tracing::warn!(sandbox = %batch.sandbox, names = ?batch.names, containers = found.len(), "rolling back an add interrupted by a restart");
+            let mut all_gone = true;
+            for c in &found {
+                all_gone &= self.destroy(&c.id, 0).await;
+            }
+            if all_gone {
+                self.batches.end(&batch);
+            }
+        }
         Ok(())
     }
 

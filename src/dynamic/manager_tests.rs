@@ -357,3 +357,52 @@ async fn hiding_is_needed_only_while_dynamic_containers_may_exist() {
         .unwrap();
     assert!(!fx.manager.may_have_dynamic());
 }
+
+#[tokio::test]
+async fn an_add_interrupted_by_a_crash_is_rolled_back_at_start() {
+    let fx = fixture();
+    fx.manager
+        .add(Some(&pod("agent")), vec![spec("kept")])
+        .await
+        .unwrap();
+    // podgraft dies after creating the first container of a two-container add.
+    let batch = fx
+        .manager
+        .batches
+        .begin("sb-mut", vec!["half".into(), "never".into()])
+        .unwrap();
+    let mut config = crate::dynamic::translate::container_config(
+        &spec("half"),
+        &fx.cri.sandbox_config("sb-mut"),
+        vec![],
+        0,
+        1 << 30,
+    );
+    config.labels.insert(
+        crate::dynamic::batches::BATCH_LABEL.into(),
+        batch.id.clone(),
+    );
+    fx.cri
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: "sb-mut".into(),
+            config: Some(config),
+            sandbox_config: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(dynamic_names(&fx.cri), ["half", "kept"]);
+
+    // The next podgraft finds the unfinished batch and finishes it the only safe way: removal.
+    let restarted = Manager::new(
+        fx.cri.clone(),
+        SandboxStore::new(fx._dir.path(), ["podgraft".to_string()]),
+        ManagerSettings::default(),
+    );
+    restarted.load().await.unwrap();
+    assert_eq!(dynamic_names(&fx.cri), ["kept"]);
+    assert!(restarted.batches.interrupted().is_empty());
+    assert!(
+        fx.manager.batches.interrupted().is_empty(),
+        "finished adds leave no batch behind"
+    );
+}

@@ -10,6 +10,7 @@
 //! - [`events`]: the resumable event stream.
 
 mod add;
+pub mod batches;
 pub mod error;
 pub mod events;
 pub mod growth;

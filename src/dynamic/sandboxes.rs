@@ -74,10 +74,16 @@ impl Sandbox {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("sandbox state {path}: {source}")]
+#[error("podgraft state {path}: {source}")]
 pub struct StateError {
     path: PathBuf,
     source: std::io::Error,
+}
+
+impl StateError {
+    pub fn new(path: PathBuf, source: std::io::Error) -> Self {
+        Self { path, source }
+    }
 }
 
 pub struct SandboxStore {
@@ -93,6 +99,11 @@ impl SandboxStore {
             mutable_handlers: mutable_handlers.into_iter().collect(),
             sandboxes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The directory holding podgraft's state files.
+    pub fn state_dir(&self) -> &Path {
+        self.dir.parent().unwrap_or(&self.dir)
     }
 
     pub fn is_mutable_handler(&self, handler: &str) -> bool {
