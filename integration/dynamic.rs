@@ -119,6 +119,28 @@ async fn added_container_shares_the_pod_network_execs_logs_and_goes() {
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["container_id"], tool_c.container_id.as_str());
 
+    // A Kubernetes-shaped spec file through the CLI.
+    let spec_file = node.dir.path().join("tool2.yaml");
+    std::fs::write(
+        &spec_file,
+        format!(
+            "name: tool2\nimage: {BUSYBOX}\ncommand: [sh, -c]\nargs: [\"exec sleep 3600\"]\nenv: [{{name: MODE, value: fast}}]\n\
+             resources: {{limits: {{cpu: 250m, memory: 32Mi}}}}\nsecurityContext: {{allowPrivilegeEscalation: false}}\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = node.cli(&["add", &pod.name, "-f", spec_file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("tool2") && out.contains("Running"), "{out}");
+    let (code, out, _) = node.cli(&["exec", &pod.name, "tool2", "--", "sh", "-c", "echo $MODE"]);
+    assert_eq!((code, out.as_str()), (0, "fast\n"));
+    let (code, _, err) = node.cli(&["add", &pod.name, "--name", "Bad", "--image", BUSYBOX]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("InvalidArgument") && err.contains("containers[0].name"),
+        "{err}"
+    );
+
     // Remove: stopped, removed from containerd, name kept taken.
     let (code, out, err) = node.cli(&["rm", &pod.name, "tool", "--grace", "1"]);
     assert_eq!((code, out.trim()), (0, "tool"), "{err}");
