@@ -178,9 +178,8 @@ impl MessageInterceptor for StreamItemFilter {
 struct HideEvents(Arc<Manager>);
 
 impl MessageInterceptor for HideEvents {
-    fn active(&self) -> bool {
-        self.0.may_have_dynamic()
-    }
+    // Always active: the event stream lives on, and a dynamic container added later must not
+    // show up in it. (Lists, by contrast, are snapshots.)
 
     fn on_response<'a>(
         &'a self,

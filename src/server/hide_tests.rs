@@ -164,3 +164,30 @@ fn list_and_sandbox_status_filters_keep_kubelet_entries() {
         ["k"]
     );
 }
+
+#[tokio::test]
+async fn list_filters_step_aside_on_a_quiet_node_but_the_event_stream_never_does() {
+    use crate::dynamic::sandboxes::SandboxStore;
+    use crate::dynamic::{Manager, ManagerSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let manager = Arc::new(Manager::new(
+        Arc::new(crate::testing::MemCri::new()),
+        SandboxStore::new(dir.path(), ["podgraft".to_string()]),
+        ManagerSettings::default(),
+    ));
+    let list = ResponseFilter(list_containers, manager.clone());
+    let events = HideEvents(manager.clone());
+    assert!(
+        list.active() && events.active(),
+        "before loading, anything may exist"
+    );
+    manager.load().await.unwrap();
+    assert!(
+        !list.active(),
+        "no dynamic container on the node: relay the listing untouched"
+    );
+    assert!(
+        events.active(),
+        "a long-lived stream must stay filtered for containers added later"
+    );
+}
