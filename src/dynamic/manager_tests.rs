@@ -288,6 +288,15 @@ async fn pod_teardown_stops_then_removes_dynamic_containers() {
         .map(|(_, c)| c.state)
         .collect();
     assert_eq!(states, [cri::ContainerState::ContainerExited as i32; 2]);
+    fx.manager.poll_once().await.unwrap();
+    let exits = event_types(&fx.manager)
+        .into_iter()
+        .filter(|(t, _)| *t == Type::Exited as i32)
+        .count();
+    assert_eq!(
+        exits, 2,
+        "one EXITED per container, not a second one from exit detection"
+    );
     let refused = fx
         .manager
         .add(Some(&pod("agent")), vec![spec("late")])

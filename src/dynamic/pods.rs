@@ -6,27 +6,33 @@ use std::collections::HashMap;
 use k8s_cri::v1 as cri;
 
 use super::manager::{Manager, dynamic_filter, name_of, pod_ref, state_of};
+use crate::api::PodRef;
 use crate::api::event::Type as EventType;
 use crate::cri::CriError;
 
 impl Manager {
-    /// StopPodSandbox is coming: refuse new adds and stop the pod's dynamic containers gracefully
-    /// (containerd would kill them at once).
-    pub async fn stop_pod(&self, sandbox_id: &str) {
-        let Some(sandbox) = self.store.get(sandbox_id) else {
-            return;
-        };
+    /// Starts a pod's teardown: no more adds, then its dynamic containers (listed under the pod's
+    /// lock, so no add of this pod is between its checks and its reservation).
+    async fn tear_down(&self, sandbox_id: &str) -> Option<(PodRef, Vec<cri::Container>)> {
+        let sandbox = self.store.get(sandbox_id)?;
         sandbox.mark_stopping();
         let _guard = sandbox.lock.lock().await;
-        let Ok(containers) = self
+        let containers = self
             .cri
             .list_containers(dynamic_filter(Some(sandbox_id)))
             .await
-        else {
+            .ok()?;
+        Some((pod_ref(sandbox_id, &sandbox.config()), containers))
+    }
+
+    /// StopPodSandbox is coming: stop the pod's dynamic containers gracefully (containerd would
+    /// kill them at once).
+    pub async fn stop_pod(&self, sandbox_id: &str) {
+        let Some((pod, containers)) = self.tear_down(sandbox_id).await else {
             return;
         };
         let grace = self.settings.pod_stop_grace.as_secs() as i64;
-        let pod = &pod_ref(sandbox_id, &sandbox.config());
+        let pod = &pod;
         let stops = containers
             .iter()
             .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
@@ -34,6 +40,8 @@ impl Manager {
                 if let Err(e) = self.cri.stop_container(&c.id, grace).await {
                     tracing::warn!(container = %c.id, error = %e, "stopping dynamic container for pod stop failed");
                 }
+                // Known as exited from here on, so exit detection does not report it again.
+                self.ids.lock().unwrap().insert(c.id.clone(), cri::ContainerState::ContainerExited);
                 self.emit(EventType::Exited, pod, name_of(c), &c.id, "pod stopped");
             });
         futures_util::future::join_all(stops).await;
@@ -41,19 +49,9 @@ impl Manager {
 
     /// RemovePodSandbox is coming: remove the pod's dynamic containers first.
     pub async fn remove_pod(&self, sandbox_id: &str) {
-        let Some(sandbox) = self.store.get(sandbox_id) else {
+        let Some((pod, containers)) = self.tear_down(sandbox_id).await else {
             return;
         };
-        sandbox.mark_stopping();
-        let _guard = sandbox.lock.lock().await;
-        let Ok(containers) = self
-            .cri
-            .list_containers(dynamic_filter(Some(sandbox_id)))
-            .await
-        else {
-            return;
-        };
-        let pod = pod_ref(sandbox_id, &sandbox.config());
         for c in &containers {
             if self.destroy(&c.id, 0).await {
                 self.emit(EventType::Removed, &pod, name_of(c), &c.id, "pod removed");
