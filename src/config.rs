@@ -38,6 +38,8 @@ pub struct Config {
     pub listen: String,
     /// Permission bits of the sockets podgraft creates, as an octal string.
     pub socket_mode: String,
+    /// Group (name or number) given to the sockets; empty keeps root's.
+    pub socket_group: String,
     /// containerd's CRI socket.
     pub runtime_endpoint: String,
     /// A separate image service socket; empty means the runtime endpoint serves images too.
@@ -78,6 +80,7 @@ impl Default for Config {
         Self {
             listen: "/run/podgraft/podgraft.sock".into(),
             socket_mode: "0660".into(),
+            socket_group: String::new(),
             runtime_endpoint: "unix:///run/containerd/containerd.sock".into(),
             image_endpoint: String::new(),
             max_message_bytes: 16 << 20,
@@ -112,6 +115,7 @@ pub struct Overrides {
 pub struct Settings {
     pub listen: PathBuf,
     pub socket_mode: u32,
+    pub socket_group: Option<u32>,
     pub runtime_endpoint: PathBuf,
     pub image_endpoint: Option<PathBuf>,
     pub max_message_bytes: usize,
@@ -178,6 +182,18 @@ impl Config {
                     format!("{:?} is not an octal mode like \"0660\"", self.socket_mode),
                 )
             })?;
+        let socket_group = match self.socket_group.as_str() {
+            "" => None,
+            g => Some(match g.parse::<u32>() {
+                Ok(gid) => gid,
+                Err(_) => nix::unistd::Group::from_name(g)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| invalid("socket_group", format!("no group named {g:?}")))?
+                    .gid
+                    .as_raw(),
+            }),
+        };
         if !(1024..=(256 << 20)).contains(&self.max_message_bytes) {
             return Err(invalid(
                 "max_message_bytes",
@@ -249,6 +265,7 @@ impl Config {
         Ok(Settings {
             listen: socket_path("listen", &self.listen)?,
             socket_mode,
+            socket_group,
             runtime_endpoint: socket_path("runtime_endpoint", &self.runtime_endpoint)?,
             image_endpoint,
             max_message_bytes: self.max_message_bytes,
@@ -358,6 +375,7 @@ mod tests {
             ("control_listen = \"x\"", "control_listen"),
             ("dynamic_budget_memory = \"much\"", "dynamic_budget_memory"),
             ("cgroup_root = \"sys\"", "cgroup_root"),
+            ("socket_group = \"no-such-group-here\"", "socket_group"),
         ] {
             let err = settle(text).unwrap_err().to_string();
             assert!(err.starts_with(key), "{text}: {err}");

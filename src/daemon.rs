@@ -56,6 +56,11 @@ pub fn manager(settings: &Settings) -> Manager {
         Mode::detect(&settings.cgroup_root)
     };
     tracing::info!(root = %settings.cgroup_root.display(), ?mode, "managing pod cgroups");
+    if !can_write_root_files() {
+        tracing::warn!(
+            "podgraft is neither root nor holds CAP_DAC_OVERRIDE: pod cgroups cannot be grown, so adds of containers with limits will fail"
+        );
+    }
     Manager::new(
         cri,
         store,
@@ -75,6 +80,17 @@ pub fn manager(settings: &Settings) -> Manager {
             ..ManagerSettings::default()
         },
     )
+}
+
+/// Whether this process may write the root-owned cgroup files of pods.
+fn can_write_root_files() -> bool {
+    nix::unistd::geteuid().is_root()
+        || caps::has_cap(
+            None,
+            caps::CapSet::Effective,
+            caps::Capability::CAP_DAC_OVERRIDE,
+        )
+        .unwrap_or(false)
 }
 
 /// Builds the relay for `settings`: backends (connecting in the background) and the interceptors.
@@ -122,8 +138,16 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    let socket = listener::bind(&settings.listen, settings.socket_mode)?;
-    let control_socket = listener::bind(&settings.control_listen, settings.socket_mode)?;
+    let socket = listener::bind(
+        &settings.listen,
+        settings.socket_mode,
+        settings.socket_group,
+    )?;
+    let control_socket = listener::bind(
+        &settings.control_listen,
+        settings.socket_mode,
+        settings.socket_group,
+    )?;
     let metrics = Arc::new(Metrics::new());
     let manager = Arc::new(manager(&settings));
     let relay = Arc::new(relay(&settings, metrics.clone(), manager.clone()));

@@ -29,9 +29,17 @@ impl CgroupIo for RealIo {
             .truncate(true)
             .open(path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()))
-            .map_err(|source| CgroupError::Io {
-                path: path.to_path_buf(),
-                source,
+            .map_err(|source| match source.raw_os_error() {
+                // v1 refuses a memory limit below usage with EBUSY; usage can grow between
+                // podgraft's own check and the write.
+                Some(libc::EBUSY) if path.ends_with("memory.limit_in_bytes") => CgroupError::Busy {
+                    path: path.to_path_buf(),
+                    value: value.to_string(),
+                },
+                _ => CgroupError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                },
             })
     }
 }

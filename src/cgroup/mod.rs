@@ -46,6 +46,8 @@ pub enum CgroupError {
     BelowUsage { limit: i64, usage: i64 },
     #[error("cgroup parent {0:?} is not a pod cgroup")]
     NotAPod(String),
+    #[error("{path}: the kernel refused {value}: the cgroup uses more memory than that")]
+    Busy { path: PathBuf, value: String },
 }
 
 /// The pod-level limits podgraft grows and shrinks. `None` means unlimited.

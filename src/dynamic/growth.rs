@@ -35,7 +35,9 @@ pub enum Trigger {
 
 fn to_error(e: CgroupError) -> Error {
     match e {
-        CgroupError::BelowUsage { .. } => Error::FailedPrecondition(format!("pod cgroup: {e}")),
+        CgroupError::BelowUsage { .. } | CgroupError::Busy { .. } => {
+            Error::FailedPrecondition(format!("pod cgroup: {e}"))
+        }
         other => Error::Internal(format!("pod cgroup: {other}")),
     }
 }

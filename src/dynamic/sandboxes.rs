@@ -243,13 +243,19 @@ impl SandboxStore {
                 .info
                 .get("info")
                 .and_then(|i| serde_json::from_str::<Value>(i).ok());
-            let Some(config) = info
+            let Some(mut config) = info
                 .as_ref()
                 .and_then(|i| config_from_verbose(&i["config"]))
             else {
                 tracing::warn!(sandbox = %id, "no config in containerd's verbose status; pod not mutable until re-created");
                 continue;
             };
+            if let (Some(linux), Some(info)) = (config.linux.as_mut(), info.as_ref()) {
+                if linux.cgroup_parent.is_empty() {
+                    linux.cgroup_parent =
+                        cgroup_parent_from_spec(&info["runtimeSpec"]).unwrap_or_default();
+                }
+            }
             tracing::info!(sandbox = %id, "rebuilt sandbox config from containerd");
             records.insert(
                 id.clone(),
@@ -282,6 +288,19 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// The pod's cgroup parent from the sandbox's OCI runtime spec, when the recorded config lacks it:
+/// the parent of the pause container's `cgroupsPath` (cgroupfs `/kubepods/…/pod<uid>/<id>`, systemd
+/// `kubepods-…-pod<uid>.slice:cri-containerd:<id>`).
+pub fn cgroup_parent_from_spec(spec: &Value) -> Option<String> {
+    let spec: oci_spec::runtime::Spec = serde_json::from_value(spec.clone()).ok()?;
+    let path = spec.linux().as_ref()?.cgroups_path().clone()?;
+    let path = path.to_str()?;
+    match path.split_once(':') {
+        Some((slice, _)) => Some(slice.to_string()),
+        None => Some(std::path::Path::new(path).parent()?.to_str()?.to_string()),
+    }
 }
 
 fn s(v: &Value) -> String {
@@ -378,6 +397,27 @@ mod tests {
         let ns = linux.security_context.unwrap().namespace_options.unwrap();
         assert_eq!((ns.network, ns.pid, ns.ipc), (0, 1, 0));
         assert!(config_from_verbose(&Value::Null).is_none());
+    }
+
+    #[test]
+    fn cgroup_parent_from_the_pause_containers_oci_spec() {
+        let spec =
+            |path: &str| serde_json::json!({"ociVersion": "1.0.2", "linux": {"cgroupsPath": path}});
+        assert_eq!(
+            cgroup_parent_from_spec(&spec("/kubepods/burstable/podu-1/abc123")).as_deref(),
+            Some("/kubepods/burstable/podu-1")
+        );
+        assert_eq!(
+            cgroup_parent_from_spec(&spec(
+                "kubepods-burstable-podu_1.slice:cri-containerd:abc123"
+            ))
+            .as_deref(),
+            Some("kubepods-burstable-podu_1.slice")
+        );
+        assert_eq!(
+            cgroup_parent_from_spec(&serde_json::json!({"ociVersion": "1.0.2"})),
+            None
+        );
     }
 
     #[test]

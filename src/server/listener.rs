@@ -42,8 +42,9 @@ fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> Lis
     }
 }
 
-/// Binds `path` with permission bits `mode`, creating its directory if needed.
-pub fn bind(path: &Path, mode: u32) -> Result<BoundSocket, ListenError> {
+/// Binds `path` with permission bits `mode` (and group `group`, for clients that are not root),
+/// creating its directory if needed.
+pub fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<BoundSocket, ListenError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
     }
@@ -75,6 +76,10 @@ pub fn bind(path: &Path, mode: u32) -> Result<BoundSocket, ListenError> {
     };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(io_err(path, "chmod"))?;
+    if let Some(gid) = group {
+        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(|e| io_err(path, "chown")(std::io::Error::from(e)))?;
+    }
     Ok(bound)
 }
 
@@ -91,10 +96,20 @@ mod tests {
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         assert!(path.exists());
 
-        let live = bind(&path, 0o660).unwrap();
+        // As root (CI), give the socket another group than our own, to see the chown happen.
+        let other = nix::unistd::Group::from_name("nogroup").ok().flatten();
+        let gid = match other {
+            Some(g) if nix::unistd::geteuid().is_root() => g.gid.as_raw(),
+            _ => nix::unistd::getegid().as_raw(),
+        };
+        let live = bind(&path, 0o660, Some(gid)).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&path).unwrap()),
+            gid
+        );
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o660);
-        match bind(&path, 0o660) {
+        match bind(&path, 0o660, None) {
             Err(ListenError::InUse { .. }) => {}
             other => panic!("expected InUse, got {other:?}"),
         }
@@ -103,7 +118,7 @@ mod tests {
 
         std::fs::write(&path, b"not a socket").unwrap();
         assert!(matches!(
-            bind(&path, 0o660),
+            bind(&path, 0o660, None),
             Err(ListenError::NotASocket { .. })
         ));
     }

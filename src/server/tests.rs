@@ -58,7 +58,7 @@ impl Fixture {
             registry,
             max_message,
         ));
-        let bound = super::listener::bind(&socket, 0o660).unwrap();
+        let bound = super::listener::bind(&socket, 0o660, None).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let server_settings = ServerSettings {
             drain_timeout: Duration::from_secs(2),
