@@ -12,6 +12,7 @@ use prost::Message;
 use tonic::Status;
 
 use super::intercept::{BoxFuture, CallContext, MessageInterceptor, Registry};
+use super::mask::FieldMask;
 use crate::dynamic::Manager;
 use crate::dynamic::translate::DYNAMIC_LABEL;
 use crate::wire::{self, WireError};
@@ -82,8 +83,48 @@ fn when_labelled(
     }
 }
 
-fn list_containers(msg: &Bytes) -> Result<Bytes, Status> {
-    wire::retain_repeated(msg, 1, |c| Ok(!has_dynamic_label(c, 8)?)).map_err(bad_wire)
+fn container_visible(container: &[u8]) -> Result<bool, WireError> {
+    Ok(!has_dynamic_label(container, 8)?)
+}
+
+/// Listings whose hidden entries are padded in place as they stream by (see [`super::mask`]):
+/// `ListContainersResponse.containers` (1), `ListContainerStatsResponse.stats` (1) and
+/// `PodSandboxStatusResponse.containers_statuses` (3).
+const MASKED: [(&str, FieldMask); 3] = [
+    (
+        "ListContainers",
+        FieldMask {
+            field: 1,
+            visible: container_visible,
+        },
+    ),
+    (
+        "ListContainerStats",
+        FieldMask {
+            field: 1,
+            visible: stats_visible,
+        },
+    ),
+    (
+        "PodSandboxStatus",
+        FieldMask {
+            field: 3,
+            visible: status_visible,
+        },
+    ),
+];
+
+/// Streams a listing with its dynamic entries padded out, while the node may have any.
+struct MaskListing(FieldMask, Arc<Manager>);
+
+impl MessageInterceptor for MaskListing {
+    fn active(&self) -> bool {
+        self.1.may_have_dynamic()
+    }
+
+    fn response_mask(&self) -> Option<FieldMask> {
+        Some(self.0)
+    }
 }
 
 fn container_status(msg: &Bytes) -> Result<Bytes, Status> {
@@ -115,14 +156,6 @@ fn container_stats(msg: &Bytes) -> Result<Bytes, Status> {
             .map_err(bad_wire)?
             .unwrap_or_default(),
     ))
-}
-
-fn list_container_stats(msg: &Bytes) -> Result<Bytes, Status> {
-    wire::retain_repeated(msg, 1, stats_visible).map_err(bad_wire)
-}
-
-fn pod_sandbox_status(msg: &Bytes) -> Result<Bytes, Status> {
-    wire::retain_repeated(msg, 3, status_visible).map_err(bad_wire)
 }
 
 /// `PodSandboxStats.linux` (2) → `LinuxPodSandboxStats.containers` (5).
@@ -304,17 +337,19 @@ impl MessageInterceptor for PodResized {
 
 /// Registers every dynamic-container interceptor.
 pub fn register(registry: &mut Registry, manager: Arc<Manager>) {
-    let filters: [(&str, Filter); 7] = [
-        ("ListContainers", list_containers),
+    // Single-container reads become NOT_FOUND and pod stats nest their containers two levels
+    // deep: those few, small answers are buffered and filtered.
+    let filters: [(&str, Filter); 4] = [
         ("ContainerStatus", container_status),
         ("ContainerStats", container_stats),
-        ("ListContainerStats", list_container_stats),
-        ("PodSandboxStatus", pod_sandbox_status),
         ("PodSandboxStats", pod_sandbox_stats),
         ("ListPodSandboxStats", pod_sandbox_stats),
     ];
     for version in VERSIONS {
         let path = |method: &str| format!("/{version}.RuntimeService/{method}");
+        for (method, mask) in MASKED {
+            registry.intercept(&path(method), Arc::new(MaskListing(mask, manager.clone())));
+        }
         for (method, filter) in filters {
             registry.intercept(
                 &path(method),

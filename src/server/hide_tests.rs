@@ -115,8 +115,19 @@ fn single_container_reads_of_dynamic_containers_are_not_found() {
     );
 }
 
+/// `msg` framed, passed through the registered mask of `method`, unframed again.
+fn masked(method: &str, msg: Vec<u8>) -> Bytes {
+    let mask = MASKED.iter().find(|(m, _)| *m == method).unwrap().1;
+    let framed = crate::server::grpc::encode_message(&msg);
+    let out = crate::server::mask::Masker::new(mask)
+        .push(framed.clone())
+        .unwrap();
+    assert_eq!(out.len(), framed.len(), "the length prefix must stay valid");
+    out.slice(5..)
+}
+
 #[test]
-fn list_and_sandbox_status_filters_keep_kubelet_entries() {
+fn list_and_sandbox_status_masks_keep_kubelet_entries() {
     let list = cri::ListContainersResponse {
         containers: vec![
             cri::Container {
@@ -131,10 +142,8 @@ fn list_and_sandbox_status_filters_keep_kubelet_entries() {
             },
         ],
     };
-    let out = cri::ListContainersResponse::decode(
-        list_containers(&Bytes::from(list.encode_to_vec())).unwrap(),
-    )
-    .unwrap();
+    let out = cri::ListContainersResponse::decode(masked("ListContainers", list.encode_to_vec()))
+        .unwrap();
     assert_eq!(out.containers.len(), 1);
     assert_eq!(out.containers[0].id, "k");
     let pss = cri::PodSandboxStatusResponse {
@@ -152,10 +161,9 @@ fn list_and_sandbox_status_filters_keep_kubelet_entries() {
         ],
         ..Default::default()
     };
-    let out = cri::PodSandboxStatusResponse::decode(
-        pod_sandbox_status(&Bytes::from(pss.encode_to_vec())).unwrap(),
-    )
-    .unwrap();
+    let out =
+        cri::PodSandboxStatusResponse::decode(masked("PodSandboxStatus", pss.encode_to_vec()))
+            .unwrap();
     assert_eq!(
         out.containers_statuses
             .iter()
@@ -175,7 +183,7 @@ async fn list_filters_step_aside_on_a_quiet_node_but_the_event_stream_never_does
         SandboxStore::new(dir.path(), ["podgraft".to_string()]),
         ManagerSettings::default(),
     ));
-    let list = ResponseFilter(list_containers, manager.clone());
+    let list = MaskListing(MASKED[0].1, manager.clone());
     let events = HideEvents(manager.clone());
     assert!(
         list.active() && events.active(),

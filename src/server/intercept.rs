@@ -36,6 +36,12 @@ pub trait MessageInterceptor: Send + Sync + 'static {
         true
     }
 
+    /// A mask to apply to the response as it streams by, instead of buffering each message for
+    /// [`MessageInterceptor::on_response`]; the request is then relayed untouched too.
+    fn response_mask(&self) -> Option<super::mask::FieldMask> {
+        None
+    }
+
     /// Called with the request message before it is forwarded; an error answers the call with that
     /// status and the backend never sees it.
     fn on_request<'a>(

@@ -7,6 +7,7 @@ pub mod h2body;
 pub mod hide;
 pub mod intercept;
 pub mod listener;
+pub mod mask;
 pub mod metrics;
 pub mod relay;
 

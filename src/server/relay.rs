@@ -22,6 +22,7 @@ use super::grpc::{
 };
 use super::h2body::H2Body;
 use super::intercept::{CallContext, MessageInterceptor, Registry};
+use super::mask::{FieldMask, MaskedBody};
 
 /// Path prefixes of the image services, which may live on their own endpoint.
 const IMAGE_SERVICES: [&str; 2] = [
@@ -78,10 +79,11 @@ impl Relay {
         let end = (!self.observers.is_empty())
             .then(|| CallEnd::new(method.clone(), self.observers.clone()));
         let result = match self.registry.interceptor(method.path()) {
-            Some(interceptor) if interceptor.active() => {
-                self.intercepted(interceptor.clone(), req, end).await
-            }
-            _ => self.pass_through(req, end).await,
+            Some(interceptor) if interceptor.active() => match interceptor.response_mask() {
+                Some(mask) => self.pass_through(req, end, Some(mask)).await,
+                None => self.intercepted(interceptor.clone(), req, end).await,
+            },
+            _ => self.pass_through(req, end, None).await,
         };
         Ok(result.unwrap_or_else(|(status, end)| {
             if let Some(end) = end {
@@ -91,10 +93,12 @@ impl Relay {
         }))
     }
 
+    /// Relays a call as it streams, the response through `mask` if one is given.
     async fn pass_through<B>(
         &self,
         req: Request<B>,
         end: Option<CallEnd>,
+        mask: Option<FieldMask>,
     ) -> Result<Response<RelayBody>, Failure>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -110,7 +114,13 @@ impl Relay {
         }
         let req = Request::from_parts(parts, body.boxed_unsync());
         match backend.send(to_backend(req)).await {
-            Ok(resp) => Ok(self.watch_response(resp, end)),
+            Ok(resp) => match mask {
+                Some(mask) if status_code(resp.headers()).is_none() => {
+                    let resp = resp.map(|b| MaskedBody::new(b, mask).boxed_unsync());
+                    Ok(self.watch_response(resp, end))
+                }
+                _ => Ok(self.watch_response(resp, end)),
+            },
             Err(status) => {
                 // A request cut off for its size makes the backend call fail; say why.
                 let status = oversize
@@ -194,7 +204,11 @@ impl Relay {
         Ok(Response::from_parts(parts, body))
     }
 
-    fn watch_response(&self, resp: Response<H2Body>, end: Option<CallEnd>) -> Response<RelayBody> {
+    fn watch_response<B>(&self, resp: Response<B>, end: Option<CallEnd>) -> Response<RelayBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
         let header_code = status_code(resp.headers());
         resp.map(|b| ResponseWatch::new(b, self.max_message, end, header_code).boxed_unsync())
     }
