@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::{Podgraft, PrivateContainerd, Samples, scale, us};
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use podgraft::testing::{FakeCri, default_handler, uds_channel};
+use podgraft::testing::{FakeCri, default_handler, handler_with_dynamic, uds_channel};
 use tonic::transport::Channel;
 
 type Client = RuntimeServiceClient<Channel>;
@@ -168,23 +168,27 @@ async fn list_all(mut c: Client) {
         .unwrap();
 }
 
-async fn fake_backend(dir: &Path) {
-    let fake_sock = dir.join("fake.sock");
-    // The fake backend gets a thread and runtime of its own, as containerd has its own process.
+/// A fake backend on a thread and runtime of its own, as containerd has its own process.
+fn spawn_fake(path: &Path, handler: podgraft::testing::Handler) {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let fake_path = fake_sock.clone();
+    let path = path.to_path_buf();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async move {
-            let _fake = FakeCri::with_handler(&fake_path, default_handler(1000)).unwrap();
+            let _fake = FakeCri::with_handler(&path, handler).unwrap();
             ready_tx.send(()).unwrap();
             std::future::pending::<()>().await;
         });
     });
     ready_rx.recv().unwrap();
+}
+
+async fn fake_backend(dir: &Path) {
+    let fake_sock = dir.join("fake.sock");
+    spawn_fake(&fake_sock, default_handler(1000));
     let pg = Podgraft::start(dir, "podgraft", &fake_sock, &[]);
     let relay_sock = pg.listen.clone();
     let pipe_sock = dir.join("pipe.sock");
@@ -222,6 +226,44 @@ async fn fake_backend(dir: &Path) {
         rss_before,
         pg.rss_kib()
     );
+
+    // The same listing on a node with dynamic containers: every 10th entry is one, and podgraft
+    // pads those out of the stream.
+    let fake_sock = dir.join("fake-dyn.sock");
+    spawn_fake(&fake_sock, handler_with_dynamic(1000, Some(10)));
+    let pg = Podgraft::start(dir, "podgraft-dyn", &fake_sock, &[]);
+    let direct = RuntimeServiceClient::new(uds_channel(&fake_sock).await.unwrap());
+    let relayed = RuntimeServiceClient::new(uds_channel(&pg.listen).await.unwrap());
+    let hidden = relayed
+        .clone()
+        .list_containers(cri::ListContainersRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        hidden.into_inner().containers.len(),
+        900,
+        "podgraft hides the 100 dynamic containers"
+    );
+    header("The same with 100 of the 1000 containers dynamic (hidden by podgraft)");
+    let paths = [("podgraft", &relayed)];
+    compare(
+        "ListContainers (1000, 100 hidden)",
+        &direct,
+        &paths,
+        scale(1_000),
+        1,
+        list_all,
+    )
+    .await;
+    compare(
+        "ListContainers (1000, 100 hidden)",
+        &direct,
+        &paths,
+        scale(2_000),
+        16,
+        list_all,
+    )
+    .await;
 }
 
 async fn real_containerd(dir: &Path) {

@@ -28,6 +28,10 @@ fn bad_wire(e: WireError) -> Status {
 
 /// `Container.labels` = 8, `ContainerStatus.labels` = 12, `ContainerAttributes.labels` = 3.
 fn has_dynamic_label(msg: &[u8], labels_field: u32) -> Result<bool, WireError> {
+    // Most entries are the kubelet's: a byte scan rules them out before any parsing.
+    if memchr::memmem::find(msg, DYNAMIC_LABEL.as_bytes()).is_none() {
+        return Ok(false);
+    }
     Ok(wire::map_get(msg, labels_field, DYNAMIC_LABEL)?.is_some())
 }
 

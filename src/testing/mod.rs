@@ -127,6 +127,11 @@ impl Drop for FakeCri {
 /// (honouring a label selector); everything else is UNIMPLEMENTED, as a backend that does not know
 /// the method would answer.
 pub fn default_handler(containers: usize) -> Handler {
+    handler_with_dynamic(containers, None)
+}
+
+/// Like [`default_handler`], with every `every`-th container labelled as a dynamic one.
+pub fn handler_with_dynamic(containers: usize, every: Option<usize>) -> Handler {
     use k8s_cri::v1 as cri;
     let version = Bytes::from(
         cri::VersionResponse {
@@ -137,7 +142,12 @@ pub fn default_handler(containers: usize) -> Handler {
         }
         .encode_to_vec(),
     );
-    let all = container_list(containers);
+    let mut all = container_list(containers);
+    if let Some(every) = every {
+        for c in all.containers.iter_mut().step_by(every) {
+            c.labels.insert("podgraft.io/dynamic".into(), "true".into());
+        }
+    }
     let list = Bytes::from(all.encode_to_vec());
     Arc::new(move |req: &Recorded| match req.method.as_str() {
         "/runtime.v1.RuntimeService/Version" => Reply::raw(vec![version.clone()]),
