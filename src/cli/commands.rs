@@ -68,6 +68,18 @@ fn specs_from(command: &Command) -> anyhow::Result<Vec<api::ContainerSpec>> {
     }])
 }
 
+/// `value` as JSON, or as the human-readable text `table` makes of it.
+fn render<T: serde::Serialize>(
+    format: Format,
+    value: &T,
+    table: impl FnOnce(&T) -> String,
+) -> String {
+    match format {
+        Format::Json => output::json(value),
+        Format::Table => table(value),
+    }
+}
+
 /// Runs a client command; returns the process exit code (exec passes the command's through).
 pub async fn run_client(
     control: &std::path::Path,
@@ -95,11 +107,7 @@ pub async fn run_client(
                 .map_err(status)?
                 .into_inner()
                 .containers;
-            print(if format == Format::Json {
-                output::json(&added)
-            } else {
-                output::containers(&added)
-            });
+            print(render(format, &added, |v| output::containers(v)));
         }
         Command::Ls { pod } => {
             let req = api::ListContainersRequest {
@@ -111,11 +119,7 @@ pub async fn run_client(
                 .map_err(status)?
                 .into_inner()
                 .containers;
-            print(if format == Format::Json {
-                output::json(&list)
-            } else {
-                output::containers(&list)
-            });
+            print(render(format, &list, |v| output::containers(v)));
         }
         Command::Get { pod, name } => {
             let req = api::GetContainerRequest {
@@ -127,11 +131,7 @@ pub async fn run_client(
                 .await
                 .map_err(status)?
                 .into_inner();
-            print(if format == Format::Json {
-                output::json(&c)
-            } else {
-                output::container(&c)
-            });
+            print(render(format, &c, output::container));
         }
         Command::Rm { pod, names, grace } => {
             let req = api::RemoveContainersRequest {
@@ -145,11 +145,7 @@ pub async fn run_client(
                 .map_err(status)?
                 .into_inner()
                 .removed;
-            print(if format == Format::Json {
-                output::json(&removed)
-            } else {
-                removed.join("\n")
-            });
+            print(render(format, &removed, |v| v.join("\n")));
         }
         Command::Exec {
             pod,

@@ -54,11 +54,15 @@ fn not_found(id: &str) -> Status {
 
 type Filter = fn(&Bytes) -> Result<Bytes, Status>;
 
-/// Rewrites each response message with a fixed wire-level filter. While the node has no dynamic
-/// container (and none is being added), there is nothing to hide and the call is not intercepted.
-struct ResponseFilter(Filter, Arc<Manager>);
+/// Rewrites (or drops) each response message with a fixed wire-level filter. While the node has
+/// no dynamic container (and none is being added), there is nothing to hide and the call is not
+/// intercepted.
+struct MessageFilter<F>(F, Arc<Manager>);
 
-impl MessageInterceptor for ResponseFilter {
+impl<F> MessageInterceptor for MessageFilter<F>
+where
+    F: Fn(&Bytes) -> Result<Option<Bytes>, Status> + Send + Sync + 'static,
+{
     fn active(&self) -> bool {
         self.1.may_have_dynamic()
     }
@@ -68,9 +72,7 @@ impl MessageInterceptor for ResponseFilter {
         _: &'a CallContext,
         msg: Bytes,
     ) -> BoxFuture<'a, Result<Option<Bytes>, Status>> {
-        Box::pin(std::future::ready(when_labelled(msg, |m| {
-            (self.0)(m).map(Some)
-        })))
+        Box::pin(std::future::ready(when_labelled(msg, &self.0)))
     }
 }
 
@@ -191,24 +193,6 @@ fn stream_container_stats(msg: &Bytes) -> Result<Option<Bytes>, WireError> {
 
 fn stream_pod_sandbox_stats(msg: &Bytes) -> Result<Option<Bytes>, WireError> {
     wire::rewrite_submessage(msg, 1, pod_stats_entry).map(Some)
-}
-
-struct StreamItemFilter(StreamFilter, Arc<Manager>);
-
-impl MessageInterceptor for StreamItemFilter {
-    fn active(&self) -> bool {
-        self.1.may_have_dynamic()
-    }
-
-    fn on_response<'a>(
-        &'a self,
-        _: &'a CallContext,
-        msg: Bytes,
-    ) -> BoxFuture<'a, Result<Option<Bytes>, Status>> {
-        Box::pin(std::future::ready(when_labelled(msg, |m| {
-            (self.0)(m).map_err(bad_wire)
-        })))
-    }
 }
 
 /// Drops events about dynamic containers and their statuses from every event's pod snapshot.
@@ -357,7 +341,10 @@ pub fn register(registry: &mut Registry, manager: Arc<Manager>) {
         for (method, filter) in filters {
             registry.intercept(
                 &path(method),
-                Arc::new(ResponseFilter(filter, manager.clone())),
+                Arc::new(MessageFilter(
+                    move |m: &Bytes| filter(m).map(Some),
+                    manager.clone(),
+                )),
             );
         }
         registry.intercept(
@@ -372,7 +359,10 @@ pub fn register(registry: &mut Registry, manager: Arc<Manager>) {
         for (method, filter) in streams {
             registry.intercept(
                 &path(method),
-                Arc::new(StreamItemFilter(filter, manager.clone())),
+                Arc::new(MessageFilter(
+                    move |m: &Bytes| filter(m).map_err(bad_wire),
+                    manager.clone(),
+                )),
             );
         }
         registry.intercept(&path("RunPodSandbox"), Arc::new(RecordRun(manager.clone())));
