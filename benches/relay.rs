@@ -6,6 +6,8 @@
 //!
 //!     cargo bench --bench relay            (or hack/bench.sh, which installs what it needs first)
 //!     BENCH_SCALE=0.2 cargo bench ...      fewer samples, for a quick look
+//!     cargo bench --bench relay -- fake     only the fake-backend part (`real`: only containerd;
+//!                                           `version`: only the small calls)
 
 mod common;
 
@@ -13,7 +15,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{Podgraft, PrivateContainerd, Samples, scale, us};
+use common::{Podgraft, PrivateContainerd, Samples, cpu_time, one_cpu, scale, set_affinity, us};
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use podgraft::testing::{FakeCri, default_handler, handler_with_dynamic, uds_channel};
@@ -54,7 +56,7 @@ where
 async fn compare<F, Fut>(
     label: &str,
     direct: &Client,
-    relayed: &[(&str, &Client)],
+    relayed: &[(&str, &Client, u32)],
     calls: usize,
     conc: usize,
     op: F,
@@ -66,24 +68,30 @@ async fn compare<F, Fut>(
     let per_round = (calls / rounds).max(conc);
     // Warm-up: connections, allocator, caches.
     measure(direct, per_round, conc, op.clone()).await;
-    for (_, client) in relayed {
+    for (_, client, _) in relayed {
         measure(client, per_round, conc, op.clone()).await;
     }
     let mut d = Samples::default();
-    let mut r: Vec<Samples> = relayed.iter().map(|_| Samples::default()).collect();
+    let mut r: Vec<(Samples, Duration)> = relayed
+        .iter()
+        .map(|_| (Samples::default(), Duration::ZERO))
+        .collect();
     for _ in 0..rounds {
         d.0.extend(measure(direct, per_round, conc, op.clone()).await);
-        for ((_, client), samples) in relayed.iter().zip(r.iter_mut()) {
+        for ((_, client, pid), (samples, cpu)) in relayed.iter().zip(r.iter_mut()) {
+            let before = cpu_time(*pid);
             samples
                 .0
                 .extend(measure(client, per_round, conc, op.clone()).await);
+            *cpu += cpu_time(*pid) - before;
         }
     }
     let (d50, d99) = (d.pct(50), d.pct(99));
-    for ((path, _), mut samples) in relayed.iter().zip(r) {
+    for ((path, _, _), (mut samples, cpu)) in relayed.iter().zip(r) {
         let (r50, r99) = (samples.pct(50), samples.pct(99));
+        let cpu_per_call = us(cpu) / samples.0.len() as f64;
         println!(
-            "{:<46} {conc:>4} {n:>7} | {:>9.1} {:>9.1} | {:>9.1} {:>9.1} | {:>+8.1} {:>+8.1} | {:>5.2}x {:>5.2}x",
+            "{:<46} {conc:>4} {n:>7} | {:>9.1} {:>9.1} | {:>9.1} {:>9.1} | {:>+8.1} {:>+8.1} | {:>5.2}x {:>5.2}x | {cpu_per_call:>6.1}",
             format!("{label} via {path}"),
             us(d50),
             us(d99),
@@ -101,20 +109,27 @@ async fn compare<F, Fut>(
 fn header(title: &str) {
     println!("\n{title}");
     println!(
-        "{:<46} {:>4} {:>7} | {:>19} | {:>19} | {:>17} | {:>13}",
+        "{:<46} {:>4} {:>7} | {:>19} | {:>19} | {:>17} | {:>13} | {:>6}",
         "call",
         "conc",
         "samples",
         "direct p50/p99 µs",
         "relayed p50/p99 µs",
         "added p50/p99 µs",
-        "ratio p50/p99"
+        "ratio p50/p99",
+        "CPU µs"
     );
 }
 
 /// The floor for any relay process: a byte pipe (this benchmark binary re-run with `--pipe`) that
 /// copies each connection to the backend with no HTTP/2 or gRPC processing at all.
 struct Pipe(Child);
+
+impl Pipe {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
 
 impl Pipe {
     fn start(listen: &Path, backend: &Path) -> Self {
@@ -186,23 +201,37 @@ fn spawn_fake(path: &Path, handler: podgraft::testing::Handler) {
     ready_rx.recv().unwrap();
 }
 
-async fn fake_backend(dir: &Path) {
+async fn fake_backend(dir: &Path, version_only: bool) {
     let fake_sock = dir.join("fake.sock");
     spawn_fake(&fake_sock, default_handler(1000));
     let pg = Podgraft::start(dir, "podgraft", &fake_sock, &[]);
     let relay_sock = pg.listen.clone();
     let pipe_sock = dir.join("pipe.sock");
-    let _pipe = Pipe::start(&pipe_sock, &fake_sock);
+    let pipe = Pipe::start(&pipe_sock, &fake_sock);
     let direct = RuntimeServiceClient::new(uds_channel(&fake_sock).await.unwrap());
     let relayed = RuntimeServiceClient::new(uds_channel(&relay_sock).await.unwrap());
     let piped = RuntimeServiceClient::new(uds_channel(&pipe_sock).await.unwrap());
-    let paths = [("podgraft", &relayed), ("byte pipe", &piped)];
+    let paths = [
+        ("podgraft", &relayed, pg.pid()),
+        ("byte pipe", &piped, pipe.pid()),
+    ];
     let rss_before = pg.rss_kib();
     header(
         "In-process fake CRI backend; podgraft and a byte pipe (the floor) as processes in front",
     );
     compare("Version", &direct, &paths, scale(20_000), 1, version).await;
     compare("Version", &direct, &paths, scale(40_000), 16, version).await;
+    let everyone = [std::process::id(), pg.pid(), pipe.pid()];
+    let all_cpus = set_affinity(&everyone, &one_cpu(0));
+    header(
+        "The same with client, backend, podgraft and the pipe pinned to one CPU (no cross-CPU wake-ups)",
+    );
+    compare("Version", &direct, &paths, scale(20_000), 1, version).await;
+    compare("Version", &direct, &paths, scale(40_000), 16, version).await;
+    set_affinity(&everyone, &all_cpus);
+    if version_only {
+        return;
+    }
     compare(
         "ListContainers (1000 containers)",
         &direct,
@@ -245,7 +274,7 @@ async fn fake_backend(dir: &Path) {
         "podgraft hides the 100 dynamic containers"
     );
     header("The same with 100 of the 1000 containers dynamic (hidden by podgraft)");
-    let paths = [("podgraft", &relayed)];
+    let paths = [("podgraft", &relayed, pg.pid())];
     compare(
         "ListContainers (1000, 100 hidden)",
         &direct,
@@ -275,11 +304,14 @@ async fn real_containerd(dir: &Path) {
     let pg = Podgraft::start(dir, "podgraft-real", &ctd_sock, &[]);
     let relay_sock = pg.listen.clone();
     let pipe_sock = dir.join("pipe-real.sock");
-    let _pipe = Pipe::start(&pipe_sock, &ctd_sock);
+    let pipe = Pipe::start(&pipe_sock, &ctd_sock);
     let mut direct = RuntimeServiceClient::new(uds_channel(&ctd_sock).await.unwrap());
     let relayed = RuntimeServiceClient::new(uds_channel(&relay_sock).await.unwrap());
     let piped = RuntimeServiceClient::new(uds_channel(&pipe_sock).await.unwrap());
-    let paths = [("podgraft", &relayed), ("byte pipe", &piped)];
+    let paths = [
+        ("podgraft", &relayed, pg.pid()),
+        ("byte pipe", &piped, pipe.pid()),
+    ];
 
     // One pod with 10 running containers, so the list is not trivially small.
     let uid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
@@ -387,7 +419,13 @@ fn main() {
             return run_pipe(listen, backend);
         }
     }
-    // `cargo bench` passes --bench; a filter argument is not supported: the run is one report.
+    // `cargo bench` passes --bench; one more argument picks a part: `fake` or `real`.
+    let part = args
+        .iter()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .cloned()
+        .unwrap_or_default();
     let dir = tempfile::Builder::new()
         .prefix("pgb-")
         .tempdir_in("/tmp")
@@ -399,7 +437,11 @@ fn main() {
     let local = tokio::task::LocalSet::new();
     println!("podgraft relay benchmark: client on a current-thread runtime; latencies per call");
     local.block_on(&rt, async {
-        fake_backend(dir.path()).await;
-        real_containerd(dir.path()).await;
+        if part.is_empty() || part == "fake" || part == "version" {
+            fake_backend(dir.path(), part == "version").await;
+        }
+        if part.is_empty() || part == "real" {
+            real_containerd(dir.path()).await;
+        }
     });
 }

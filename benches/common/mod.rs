@@ -1,6 +1,8 @@
 //! Pieces shared by the benchmarks: a podgraft process, a private containerd, percentiles.
 #![allow(dead_code)]
 
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,6 +66,10 @@ impl Podgraft {
             listen,
             control,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn rss_kib(&self) -> u64 {
@@ -154,4 +160,47 @@ pub fn us(d: Duration) -> f64 {
 
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// CPU time a process has used so far, all its threads together (the scheduler's own nanosecond
+/// account, /proc/PID/task/*/schedstat). Per relayed call this shows a relay's cost without the
+/// wake-up latencies of the machine, which dominate wall-clock figures on a VM.
+pub fn cpu_time(pid: u32) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let nanos: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(nanos)
+}
+
+/// Moves every thread of each process onto `cpus`; returns the set the first process had before.
+/// With client, relay and backend on one CPU no call waits for another CPU to wake up (an
+/// inter-processor interrupt, costly on a VM), so the figures show what each hop's own work costs.
+pub fn set_affinity(pids: &[u32], cpus: &CpuSet) -> CpuSet {
+    let before = pids
+        .first()
+        .and_then(|p| sched_getaffinity(Pid::from_raw(*p as i32)).ok())
+        .unwrap_or_default();
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            if let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) {
+                sched_setaffinity(Pid::from_raw(tid), cpus).expect("set CPU affinity");
+            }
+        }
+    }
+    before
+}
+
+/// The set holding just `cpu`.
+pub fn one_cpu(cpu: usize) -> CpuSet {
+    let mut set = CpuSet::new();
+    set.set(cpu).expect("CPU number in range");
+    set
 }

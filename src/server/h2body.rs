@@ -1,4 +1,4 @@
-//! Glue between `h2` streams and `http_body` bodies for the backend connection.
+//! Glue between `h2` streams and `http_body` bodies, for both the client side and the backend.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -69,7 +69,7 @@ impl Body for H2Body {
 pub fn send_body(mut body: RelayBody, mut stream: SendStream<Bytes>) {
     loop {
         let Some(next) = body.frame().now_or_never() else {
-            tokio::spawn(pipe(body, stream));
+            tokio::spawn(pump(body, stream));
             return;
         };
         if !forward(next, &body, &mut stream) {
@@ -109,7 +109,9 @@ fn forward(
     }
 }
 
-async fn pipe(mut body: RelayBody, mut stream: SendStream<Bytes>) {
+/// Forwards `body` on `stream` frame by frame, never taking more from the body than the peer's
+/// flow-control window lets out.
+pub async fn pump(mut body: RelayBody, mut stream: SendStream<Bytes>) {
     loop {
         // Wait for room in the backend's window before taking more from the client.
         stream.reserve_capacity(1);

@@ -15,11 +15,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http2;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::UnixListener;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use h2::RecvStream;
+use h2::server::SendResponse;
+use http::{Request, Response};
+use http_body::Body;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 pub use relay::Relay;
 
@@ -44,37 +49,38 @@ impl Default for ServerSettings {
     }
 }
 
+/// Concurrent calls one client connection may have open (the kubelet needs a handful).
+const MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// Largest header block (metadata) a client may send, as gRPC servers commonly allow.
+const MAX_HEADER_LIST_SIZE: u32 = 64 << 10;
+
 /// Accepts connections until `shutdown` resolves, then stops accepting, asks every connection to
 /// finish (HTTP/2 GOAWAY) and waits for in-flight calls up to the drain timeout.
+///
+/// The server is `h2` itself, like the backend client: a relay needs no more than streams of
+/// frames, and every layer between them costs CPU on each call.
 pub async fn serve(
     listener: &UnixListener,
     relay: Arc<Relay>,
     settings: &ServerSettings,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = http2::Builder::new(TokioExecutor::new());
+    let mut builder = h2::server::Builder::new();
     builder
-        .timer(TokioTimer::new())
-        .initial_stream_window_size(settings.stream_window)
+        .initial_window_size(settings.stream_window)
         .initial_connection_window_size(settings.connection_window)
         .max_frame_size(settings.max_frame_size)
-        // Response headers are the backend's; adding our own `date` would change them.
-        .auto_date_header(false);
-    let graceful = GracefulShutdown::new();
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEADER_LIST_SIZE);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let relay = relay.clone();
-                    let service = service_fn(move |req| relay.clone().handle(req));
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(err) = conn.await {
-                            tracing::debug!(%err, "client connection ended with an error");
-                        }
-                    });
+                    let conn = serve_connection(stream, builder.clone(), relay.clone(), stop_rx.clone());
+                    connections.spawn(conn);
                 }
                 Err(err) => {
                     // EMFILE and friends: back off instead of spinning; the listener stays usable.
@@ -82,15 +88,83 @@ pub async fn serve(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
+            // Reap finished connections so the set does not grow with every client ever seen.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             () = &mut shutdown => break,
         }
     }
     tracing::info!("shutting down: draining in-flight calls");
+    let _ = stop_tx.send(true);
+    let drained = async { while connections.join_next().await.is_some() {} };
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all calls drained"),
+        () = drained => tracing::info!("all calls drained"),
         () = tokio::time::sleep(settings.drain_timeout) => {
             tracing::warn!(timeout = ?settings.drain_timeout, "drain timeout expired; closing remaining calls");
         }
+    }
+}
+
+/// Drives one client connection: each call is served by a task of its own while this loop keeps
+/// the connection's I/O going. On shutdown it sends GOAWAY and runs until open calls are done.
+async fn serve_connection(
+    stream: UnixStream,
+    builder: h2::server::Builder,
+    relay: Arc<Relay>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let handshake = builder.handshake::<_, Bytes>(stream);
+    let mut conn = tokio::select! {
+        conn = handshake => match conn {
+            Ok(conn) => conn,
+            Err(err) => {
+                tracing::debug!(%err, "client connection failed its HTTP/2 handshake");
+                return;
+            }
+        },
+        _ = stop.changed() => return,
+    };
+    let mut stopping = false;
+    // Calls run inside this task rather than as tasks of their own: no spawn per call, and the
+    // answers of calls that finish together leave in one write.
+    let mut calls = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(()) = calls.next(), if !calls.is_empty() => {}
+            next = conn.accept() => match next {
+                Some(Ok((req, respond))) => calls.push(serve_call(relay.clone(), req, respond)),
+                Some(Err(err)) => {
+                    tracing::debug!(%err, "client connection ended with an error");
+                    return;
+                }
+                // Closed (GOAWAY exchanged, no open streams): the calls are over too.
+                None => return,
+            },
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                conn.graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Relays one call and sends its answer: headers, then the body's frames as the relay yields them.
+async fn serve_call(relay: Arc<Relay>, req: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
+    // A client that cancels (a deadline, a reset) drops the call, and with it the backend's stream,
+    // which h2 then resets too: containerd stops working on it.
+    let resp = tokio::select! {
+        resp = relay.handle(req.map(h2body::H2Body::new)) => match resp {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        },
+        _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => return,
+    };
+    let (parts, body) = resp.into_parts();
+    let end_of_stream = body.is_end_stream();
+    match respond.send_response(Response::from_parts(parts, ()), end_of_stream) {
+        Ok(stream) if !end_of_stream => h2body::pump(body, stream).await,
+        Ok(_) => {}
+        Err(err) => tracing::debug!(%err, "client went away before the answer"),
     }
 }
 

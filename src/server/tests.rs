@@ -245,6 +245,37 @@ async fn deadlines_pass_through() {
 }
 
 #[tokio::test]
+async fn a_cancelled_call_is_cancelled_at_the_backend_too() {
+    let fx = Fixture::start(|_| {});
+    let fake = FakeCri::with_handler(
+        &fx.backend,
+        Arc::new(|_: &Recorded| {
+            let mut r = Reply::ok(k8s_cri::v1::VersionResponse::default());
+            r.delay = Duration::from_secs(5);
+            r
+        }),
+    )
+    .unwrap();
+    let mut typed = k8s_cri::v1::runtime_service_client::RuntimeServiceClient::new(
+        uds_channel(&fx.socket).await.unwrap(),
+    );
+    let call = typed.version(k8s_cri::v1::VersionRequest::default());
+    // The client gives up (drops the call, which resets its stream) while containerd still works.
+    let gave_up = tokio::time::timeout(Duration::from_millis(100), call).await;
+    assert!(gave_up.is_err(), "the slow call cannot have finished");
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while fake.cancelled() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backend never saw the call cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fake.cancelled(), 1);
+    assert_eq!(fake.requests().len(), 1);
+}
+
+#[tokio::test]
 async fn dead_backend_is_unavailable_then_reconnects() {
     let fx = Fixture::start(|_| {});
     let mut client = fx.client().await;

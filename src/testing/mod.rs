@@ -6,6 +6,7 @@
 //! containerd in the integration tests.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -79,6 +80,7 @@ pub struct FakeCri {
     path: PathBuf,
     recorded: Arc<Mutex<Vec<Recorded>>>,
     handler: Arc<Mutex<Handler>>,
+    cancelled: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -93,11 +95,18 @@ impl FakeCri {
         let listener = UnixListener::bind(path)?;
         let recorded = Arc::new(Mutex::new(Vec::new()));
         let handler = Arc::new(Mutex::new(handler));
-        let task = tokio::spawn(accept_loop(listener, recorded.clone(), handler.clone()));
+        let cancelled = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            recorded.clone(),
+            handler.clone(),
+            cancelled.clone(),
+        ));
         Ok(Self {
             path: path.to_path_buf(),
             recorded,
             handler,
+            cancelled,
             task,
         })
     }
@@ -113,6 +122,11 @@ impl FakeCri {
     /// Everything received so far, oldest first.
     pub fn requests(&self) -> Vec<Recorded> {
         self.recorded.lock().unwrap().clone()
+    }
+
+    /// Calls whose client went away (a reset stream) while the fake was still preparing the answer.
+    pub fn cancelled(&self) -> usize {
+        self.cancelled.load(Ordering::SeqCst)
     }
 }
 
@@ -233,6 +247,7 @@ async fn accept_loop(
     listener: UnixListener,
     recorded: Arc<Mutex<Vec<Recorded>>>,
     handler: Arc<Mutex<Handler>>,
+    cancelled: Arc<AtomicUsize>,
 ) {
     // Connections live in the set, so stopping the fake (aborting this task) drops them all, as a
     // backend that dies does.
@@ -240,7 +255,11 @@ async fn accept_loop(
     while let Ok((stream, _)) = listener.accept().await {
         let recorded = recorded.clone();
         let handler = handler.clone();
-        let service = service_fn(move |req| answer(req, recorded.clone(), handler.clone()));
+        let cancelled = cancelled.clone();
+        let service = service_fn(move |req| {
+            let unanswered = Unanswered(Some(cancelled.clone()));
+            answer(req, recorded.clone(), handler.clone(), unanswered)
+        });
         connections.spawn(async move {
             let _ = http2::Builder::new(TokioExecutor::new())
                 .auto_date_header(false)
@@ -253,10 +272,29 @@ async fn accept_loop(
     }
 }
 
+/// Counts a call dropped before its answer was ready: hyper drops the service future when the
+/// client resets the stream.
+struct Unanswered(Option<Arc<AtomicUsize>>);
+
+impl Unanswered {
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(count) = &self.0 {
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
 async fn answer(
     req: Request<Incoming>,
     recorded: Arc<Mutex<Vec<Recorded>>>,
     handler: Arc<Mutex<Handler>>,
+    unanswered: Unanswered,
 ) -> Result<Response<RelayBody>, std::convert::Infallible> {
     let (parts, body) = req.into_parts();
     let mut decoder = MessageDecoder::new(usize::MAX);
@@ -278,6 +316,7 @@ async fn answer(
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
+    unanswered.answered();
     let status = Status::new(reply.status, reply.message.clone());
     if reply.messages.is_empty() && reply.status != Code::Ok {
         let mut resp: Response<RelayBody> = status.into_http();
