@@ -49,6 +49,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         runtime_endpoint,
         image_endpoint,
     })?;
+    podgraft::daemon::tune_allocator();
     let runtime = if settings.worker_threads == 0 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

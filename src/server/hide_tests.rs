@@ -119,9 +119,11 @@ fn single_container_reads_of_dynamic_containers_are_not_found() {
 fn masked(method: &str, msg: Vec<u8>) -> Bytes {
     let mask = MASKED.iter().find(|(m, _)| *m == method).unwrap().1;
     let framed = crate::server::grpc::encode_message(&msg);
-    let out = crate::server::mask::Masker::new(mask)
-        .push(framed.clone())
+    let mut parts = Vec::new();
+    crate::server::mask::Masker::new(mask)
+        .push(framed.clone(), &mut parts)
         .unwrap();
+    let out = Bytes::from(parts.concat());
     assert_eq!(out.len(), framed.len(), "the length prefix must stay valid");
     out.slice(5..)
 }

@@ -65,24 +65,32 @@ pub fn put_padding(out: &mut BytesMut, mut len: usize) {
 
 /// Where the scanner is inside the stream.
 enum State {
-    /// Reading the 5-byte gRPC prefix of the next message.
+    /// Before (or inside) the 5-byte gRPC prefix of the next message.
     Prefix,
     /// At the start of (or inside the header of) a top-level field.
     Header,
-    /// Copying the rest of a field that is not masked.
+    /// Passing the rest of a field that is not masked.
     Copy { left: usize },
-    /// Collecting a whole entry of the masked field.
+    /// Collecting an entry of the masked field that began in an earlier chunk.
     Entry { total: usize, header: usize },
 }
 
 /// The scanner: consumes the body's bytes and produces the same bytes with hidden entries padded.
+///
+/// Output is a list of slices of the input wherever nothing changes (no copy), with a fresh
+/// buffer only for padding and for the few units (prefix, field header, entry) that straddle two
+/// chunks: a listing of a thousand entries passes through with a handful of allocations.
 pub struct Masker {
     mask: FieldMask,
     state: State,
-    /// The prefix, header or entry being collected.
+    /// The unit that straddles chunks, collected until whole.
     held: BytesMut,
     /// Bytes of the current message not yet consumed.
     msg_left: usize,
+}
+
+fn malformed(reason: &'static str) -> WireError {
+    WireError { offset: 0, reason }
 }
 
 /// A field header: tag, and for length-delimited fields the length. `None` while incomplete;
@@ -101,10 +109,7 @@ fn parse_header(buf: &[u8]) -> Result<Option<(u32, bool, usize, usize)>, WireErr
                 return Ok(Some(v));
             }
         }
-        Err(WireError {
-            offset: *pos,
-            reason: "varint longer than 10 bytes",
-        })
+        Err(malformed("varint longer than 10 bytes"))
     };
     let Some(key) = varint(&mut pos)? else {
         return Ok(None);
@@ -118,18 +123,44 @@ fn parse_header(buf: &[u8]) -> Result<Option<(u32, bool, usize, usize)>, WireErr
         1 => pos + 8,
         5 => pos + 4,
         2 => match varint(&mut pos)? {
-            Some(len) => pos + len as usize,
+            Some(len) => pos.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)),
             None => return Ok(None),
         },
-        _ => {
-            return Err(WireError {
-                offset: 0,
-                reason: "unsupported wire type",
-            });
-        }
+        _ => return Err(malformed("unsupported wire type")),
     };
     // `pos` is the header length; `total` the whole field's.
     Ok(Some((field, key & 7 == 2, pos, total)))
+}
+
+/// The chunk being scanned: `pos` is the next byte to look at, `run` where the stretch of bytes
+/// still to be passed on unchanged began.
+struct Cursor {
+    data: Bytes,
+    pos: usize,
+    run: usize,
+}
+
+impl Cursor {
+    fn rest(&self) -> &[u8] {
+        &self.data[self.pos..]
+    }
+
+    /// Passes on the unchanged stretch up to `pos`, as a slice of the input.
+    fn flush(&mut self, out: &mut Vec<Bytes>) {
+        if self.pos > self.run {
+            out.push(self.data.slice(self.run..self.pos));
+        }
+        self.run = self.pos;
+    }
+
+    /// Takes up to `n` bytes out of the unchanged stretch (they are passed on some other way).
+    fn take(&mut self, n: usize, out: &mut Vec<Bytes>) -> &[u8] {
+        self.flush(out);
+        let n = n.min(self.data.len() - self.pos);
+        self.pos += n;
+        self.run = self.pos;
+        &self.data[self.pos - n..self.pos]
+    }
 }
 
 impl Masker {
@@ -142,92 +173,146 @@ impl Masker {
         }
     }
 
-    /// Scans one chunk; returns the bytes to send on.
-    pub fn push(&mut self, mut data: Bytes) -> Result<Bytes, WireError> {
-        let mut out = BytesMut::with_capacity(data.len());
-        while !data.is_empty() {
+    /// Scans one chunk and appends the bytes to send on to `out`.
+    pub fn push(&mut self, data: Bytes, out: &mut Vec<Bytes>) -> Result<(), WireError> {
+        let mut c = Cursor {
+            data,
+            pos: 0,
+            run: 0,
+        };
+        while c.pos < c.data.len() {
             match self.state {
-                State::Prefix => {
-                    let n = (PREFIX_LEN - self.held.len()).min(data.len());
-                    self.held.extend_from_slice(&data.split_to(n));
-                    if self.held.len() == PREFIX_LEN {
-                        if self.held[0] != 0 {
-                            return Err(WireError {
-                                offset: 0,
-                                reason: "compressed gRPC message",
-                            });
-                        }
-                        self.msg_left =
-                            u32::from_be_bytes(self.held[1..5].try_into().expect("4 bytes"))
-                                as usize;
-                        out.extend_from_slice(&self.held.split());
-                        self.state = if self.msg_left == 0 {
-                            State::Prefix
-                        } else {
-                            State::Header
-                        };
-                    }
-                }
-                State::Header => {
-                    // Header bytes one at a time: never read past the field's own header.
-                    self.held.extend_from_slice(&data.split_to(1));
-                    self.msg_left -= 1;
-                    let Some((field, delimited, header, total)) = parse_header(&self.held)? else {
-                        if self.msg_left == 0 {
-                            return Err(WireError {
-                                offset: 0,
-                                reason: "message ends inside a field header",
-                            });
-                        }
-                        continue;
-                    };
-                    if total - self.held.len() > self.msg_left {
-                        return Err(WireError {
-                            offset: 0,
-                            reason: "field runs past the end of the message",
-                        });
-                    }
-                    if field == self.mask.field && delimited && total > header {
-                        self.state = State::Entry { total, header };
-                    } else {
-                        let left = total - self.held.len();
-                        out.extend_from_slice(&self.held.split());
-                        self.state = State::Copy { left };
-                        self.after_field();
-                    }
-                }
+                State::Prefix => self.prefix(&mut c, out)?,
+                State::Header => self.header(&mut c, out)?,
                 State::Copy { left } => {
-                    let n = left.min(data.len());
-                    out.extend_from_slice(&data.split_to(n));
+                    let n = left.min(c.rest().len());
+                    c.pos += n;
                     self.msg_left -= n;
                     self.state = State::Copy { left: left - n };
                     self.after_field();
                 }
                 State::Entry { total, header } => {
-                    let n = (total - self.held.len()).min(data.len());
-                    self.held.extend_from_slice(&data.split_to(n));
-                    self.msg_left -= n;
+                    let n = total - self.held.len();
+                    let taken = c.take(n, out);
+                    self.msg_left -= taken.len();
+                    self.held.extend_from_slice(taken);
                     if self.held.len() == total {
-                        let entry = self.held.split();
-                        if (self.mask.visible)(&entry[header..])? {
-                            out.extend_from_slice(&entry);
-                        } else if total > PAD_TAG_LEN {
-                            put_padding(&mut out, total);
-                        } else {
-                            // Cannot happen for an entry that carries the label; refuse rather
-                            // than let it through.
-                            return Err(WireError {
-                                offset: 0,
-                                reason: "hidden entry too small to pad",
-                            });
-                        }
-                        self.state = State::Header;
-                        self.after_field();
+                        let entry = self.held.split().freeze();
+                        self.finish_entry(entry, header, out)?;
                     }
                 }
             }
         }
-        Ok(out.freeze())
+        c.flush(out);
+        Ok(())
+    }
+
+    fn prefix(&mut self, c: &mut Cursor, out: &mut Vec<Bytes>) -> Result<(), WireError> {
+        let prefix: [u8; PREFIX_LEN] = if self.held.is_empty() && c.rest().len() >= PREFIX_LEN {
+            let p = c.rest()[..PREFIX_LEN].try_into().expect("5 bytes");
+            c.pos += PREFIX_LEN;
+            p
+        } else {
+            let taken = c.take(PREFIX_LEN - self.held.len(), out);
+            self.held.extend_from_slice(taken);
+            if self.held.len() < PREFIX_LEN {
+                return Ok(());
+            }
+            let held = self.held.split().freeze();
+            let p = held[..].try_into().expect("5 bytes");
+            out.push(held);
+            p
+        };
+        if prefix[0] != 0 {
+            return Err(malformed("compressed gRPC message"));
+        }
+        self.msg_left = u32::from_be_bytes(prefix[1..].try_into().expect("4 bytes")) as usize;
+        self.state = if self.msg_left == 0 {
+            State::Prefix
+        } else {
+            State::Header
+        };
+        Ok(())
+    }
+
+    fn header(&mut self, c: &mut Cursor, out: &mut Vec<Bytes>) -> Result<(), WireError> {
+        if self.held.is_empty() {
+            // The common case: the header is in this chunk, and often the whole field too.
+            let visible_len = c.rest().len().min(self.msg_left);
+            match parse_header(&c.rest()[..visible_len])? {
+                Some((field, delimited, header, total)) => {
+                    if total > self.msg_left {
+                        return Err(malformed("field runs past the end of the message"));
+                    }
+                    if !(field == self.mask.field && delimited && total > header) {
+                        self.state = State::Copy { left: total };
+                        return Ok(());
+                    }
+                    if total <= c.rest().len() {
+                        let entry = c.data.slice(c.pos..c.pos + total);
+                        if (self.mask.visible)(&entry[header..])? {
+                            c.pos += total;
+                        } else {
+                            c.take(total, out);
+                            pad(total, out)?;
+                        }
+                        self.msg_left -= total;
+                        self.state = State::Header;
+                        self.after_field();
+                        return Ok(());
+                    }
+                    // The entry continues in the next chunk: collect it.
+                    let taken = c.take(total, out);
+                    self.msg_left -= taken.len();
+                    self.held.extend_from_slice(taken);
+                    self.state = State::Entry { total, header };
+                    return Ok(());
+                }
+                None if visible_len == self.msg_left => {
+                    return Err(malformed("message ends inside a field header"));
+                }
+                None => {}
+            }
+        }
+        // A header that straddles chunks: one byte at a time, never past the header itself.
+        let taken = c.take(1, out);
+        self.msg_left -= taken.len();
+        self.held.extend_from_slice(taken);
+        let Some((field, delimited, header, total)) = parse_header(&self.held)? else {
+            if self.msg_left == 0 {
+                return Err(malformed("message ends inside a field header"));
+            }
+            return Ok(());
+        };
+        if total - self.held.len() > self.msg_left {
+            return Err(malformed("field runs past the end of the message"));
+        }
+        if field == self.mask.field && delimited && total > header {
+            self.state = State::Entry { total, header };
+        } else {
+            let left = total - self.held.len();
+            out.push(self.held.split().freeze());
+            self.state = State::Copy { left };
+            self.after_field();
+        }
+        Ok(())
+    }
+
+    /// A whole entry collected across chunks: passed on as it is, or as padding.
+    fn finish_entry(
+        &mut self,
+        entry: Bytes,
+        header: usize,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), WireError> {
+        if (self.mask.visible)(&entry[header..])? {
+            out.push(entry);
+        } else {
+            pad(entry.len(), out)?;
+        }
+        self.state = State::Header;
+        self.after_field();
+        Ok(())
     }
 
     /// After a complete field: the next field, or the next message's prefix.
@@ -241,10 +326,25 @@ impl Masker {
     }
 }
 
+/// Padding in place of a hidden entry of `len` bytes.
+fn pad(len: usize, out: &mut Vec<Bytes>) -> Result<(), WireError> {
+    if len <= PAD_TAG_LEN {
+        // Cannot happen for an entry that carries the label; refuse rather than let it through.
+        return Err(malformed("hidden entry too small to pad"));
+    }
+    let mut buf = BytesMut::with_capacity(len);
+    put_padding(&mut buf, len);
+    out.push(buf.freeze());
+    Ok(())
+}
+
 /// A response body passed through a [`Masker`].
 pub struct MaskedBody<B> {
     inner: B,
     masker: Masker,
+    /// Output of the last chunk not yet handed on, in order.
+    ready: std::collections::VecDeque<Bytes>,
+    scratch: Vec<Bytes>,
 }
 
 impl<B> MaskedBody<B> {
@@ -252,7 +352,38 @@ impl<B> MaskedBody<B> {
         Self {
             inner,
             masker: Masker::new(mask),
+            ready: Default::default(),
+            scratch: Vec::new(),
         }
+    }
+}
+
+/// Parts at least this long are sent as they are; shorter neighbours are copied together up to
+/// twice this. Every frame handed on becomes an HTTP/2 DATA frame and a write of its own, so a
+/// listing cut into hundreds of small parts by its hidden entries would cost hundreds of system
+/// calls; copying the small parts costs far less. Buffers stay below malloc's mmap threshold.
+const COALESCE: usize = 32 << 10;
+
+fn coalesce(parts: impl Iterator<Item = Bytes>, ready: &mut std::collections::VecDeque<Bytes>) {
+    let mut buf = BytesMut::new();
+    for part in parts {
+        if part.len() >= COALESCE {
+            if !buf.is_empty() {
+                ready.push_back(buf.split().freeze());
+            }
+            ready.push_back(part);
+            continue;
+        }
+        if buf.len() + part.len() > 2 * COALESCE {
+            ready.push_back(buf.split().freeze());
+        }
+        if buf.is_empty() {
+            buf.reserve(2 * COALESCE);
+        }
+        buf.extend_from_slice(&part);
+    }
+    if !buf.is_empty() {
+        ready.push_back(buf.freeze());
     }
 }
 
@@ -272,22 +403,30 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let frame = match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
-            None => return Poll::Ready(None),
-            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-            Some(Ok(frame)) => frame,
-        };
-        match frame.into_data() {
-            Ok(data) => match self.masker.push(data) {
-                Ok(out) => Poll::Ready(Some(Ok(Frame::data(out)))),
-                Err(e) => Poll::Ready(Some(Err(Box::new(Malformed(e))))),
-            },
-            Err(frame) => Poll::Ready(Some(Ok(frame))),
+        let this = &mut *self;
+        loop {
+            if let Some(data) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            let frame = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                None => return Poll::Ready(None),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                Some(Ok(frame)) => frame,
+            };
+            match frame.into_data() {
+                Ok(data) => {
+                    if let Err(e) = this.masker.push(data, &mut this.scratch) {
+                        return Poll::Ready(Some(Err(Box::new(Malformed(e)))));
+                    }
+                    coalesce(this.scratch.drain(..), &mut this.ready);
+                }
+                Err(frame) => return Poll::Ready(Some(Ok(frame))),
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.ready.is_empty() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -63,7 +63,11 @@ fn run(input: &Bytes, chunk: usize) -> Bytes {
     let mut rest = input.clone();
     while !rest.is_empty() {
         let n = chunk.min(rest.len());
-        out.extend_from_slice(&m.push(rest.split_to(n)).unwrap());
+        let mut parts = Vec::new();
+        m.push(rest.split_to(n), &mut parts).unwrap();
+        for part in parts {
+            out.extend_from_slice(&part);
+        }
     }
     out.freeze()
 }
@@ -120,13 +124,41 @@ fn several_messages_and_nothing_to_hide() {
 fn malformed_or_compressed_input_is_an_error() {
     let mut m = Masker::new(MASK);
     assert!(
-        m.push(Bytes::from_static(&[1, 0, 0, 0, 1, 0])).is_err(),
+        m.push(Bytes::from_static(&[1, 0, 0, 0, 1, 0]), &mut Vec::new())
+            .is_err(),
         "compressed"
     );
     let mut m = Masker::new(MASK);
     // A field claiming 100 bytes inside a 3-byte message.
     assert!(
-        m.push(Bytes::from_static(&[0, 0, 0, 0, 3, 0x0a, 100, 0]))
-            .is_err()
+        m.push(
+            Bytes::from_static(&[0, 0, 0, 0, 3, 0x0a, 100, 0]),
+            &mut Vec::new()
+        )
+        .is_err()
     );
+}
+
+#[test]
+fn unchanged_stretches_pass_as_slices_of_the_input() {
+    let input = framed(&listing(50, &[20]));
+    let mut parts = Vec::new();
+    Masker::new(MASK).push(input.clone(), &mut parts).unwrap();
+    // Before the hidden entry, padding, after it: no byte of the kubelet's entries copied.
+    assert_eq!(
+        parts.len(),
+        3,
+        "{:?}",
+        parts.iter().map(Bytes::len).collect::<Vec<_>>()
+    );
+    assert_eq!(parts[0].as_ptr(), input.as_ptr());
+    let after = input.len() - parts[2].len();
+    assert_eq!(parts[2].as_ptr(), input[after..].as_ptr());
+    assert_eq!(parts.iter().map(Bytes::len).sum::<usize>(), input.len());
+    let mut nothing_hidden = Vec::new();
+    let plain = framed(&listing(50, &[]));
+    Masker::new(MASK)
+        .push(plain.clone(), &mut nothing_hidden)
+        .unwrap();
+    assert_eq!(nothing_hidden, [plain]);
 }
