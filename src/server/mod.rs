@@ -51,8 +51,9 @@ impl Default for ServerSettings {
 
 /// Concurrent calls one client connection may have open (the kubelet needs a handful).
 const MAX_CONCURRENT_STREAMS: u32 = 1024;
-/// Largest header block (metadata) a client may send, as gRPC servers commonly allow.
-const MAX_HEADER_LIST_SIZE: u32 = 64 << 10;
+/// Largest header block (metadata) a client may send: far above what CRI clients send, and
+/// bounded, since every open stream may hold one.
+const MAX_HEADER_LIST_SIZE: u32 = 1 << 20;
 
 /// Accepts connections until `shutdown` resolves, then stops accepting, asks every connection to
 /// finish (HTTP/2 GOAWAY) and waits for in-flight calls up to the drain timeout.

@@ -122,6 +122,19 @@ async fn unknown_fields_and_methods_reach_the_backend_byte_identical() {
 }
 
 #[tokio::test]
+async fn large_request_metadata_reaches_the_backend() {
+    let fx = Fixture::start(|_| {});
+    let fake = FakeCri::start(&fx.backend).unwrap();
+    let mut client = fx.client().await;
+    let big = "m".repeat(64 << 10);
+    let mut metadata = HeaderMap::new();
+    metadata.insert("x-large", big.parse().unwrap());
+    let answer = client.call(VERSION, &[Bytes::new()], metadata).await;
+    assert_eq!(answer.code, Code::Ok, "{}", answer.message);
+    assert_eq!(fake.requests()[0].metadata["x-large"], big.as_str());
+}
+
+#[tokio::test]
 async fn statuses_and_metadata_come_back_as_the_backend_sent_them() {
     let fx = Fixture::start(|_| {});
     let _fake = FakeCri::with_handler(
@@ -198,21 +211,28 @@ async fn statuses_and_metadata_come_back_as_the_backend_sent_them() {
     );
 }
 
-#[tokio::test]
-async fn deadlines_pass_through() {
-    let fx = Fixture::start(|_| {});
+type TypedClient =
+    k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>;
+
+/// A backend that answers Version after `delay`, and a typed client going through podgraft.
+async fn slow_version(fx: &Fixture, delay: Duration) -> (FakeCri, TypedClient) {
     let fake = FakeCri::with_handler(
         &fx.backend,
-        Arc::new(|_: &Recorded| {
+        Arc::new(move |_: &Recorded| {
             let mut r = Reply::ok(k8s_cri::v1::VersionResponse::default());
-            r.delay = Duration::from_millis(500);
+            r.delay = delay;
             r
         }),
     )
     .unwrap();
-    let mut typed = k8s_cri::v1::runtime_service_client::RuntimeServiceClient::new(
-        uds_channel(&fx.socket).await.unwrap(),
-    );
+    let typed = TypedClient::new(uds_channel(&fx.socket).await.unwrap());
+    (fake, typed)
+}
+
+#[tokio::test]
+async fn deadlines_pass_through() {
+    let fx = Fixture::start(|_| {});
+    let (fake, mut typed) = slow_version(&fx, Duration::from_millis(500)).await;
     let mut req = tonic::Request::new(k8s_cri::v1::VersionRequest::default());
     req.set_timeout(Duration::from_millis(100));
     let started = std::time::Instant::now();
@@ -247,18 +267,7 @@ async fn deadlines_pass_through() {
 #[tokio::test]
 async fn a_cancelled_call_is_cancelled_at_the_backend_too() {
     let fx = Fixture::start(|_| {});
-    let fake = FakeCri::with_handler(
-        &fx.backend,
-        Arc::new(|_: &Recorded| {
-            let mut r = Reply::ok(k8s_cri::v1::VersionResponse::default());
-            r.delay = Duration::from_secs(5);
-            r
-        }),
-    )
-    .unwrap();
-    let mut typed = k8s_cri::v1::runtime_service_client::RuntimeServiceClient::new(
-        uds_channel(&fx.socket).await.unwrap(),
-    );
+    let (fake, mut typed) = slow_version(&fx, Duration::from_secs(5)).await;
     let call = typed.version(k8s_cri::v1::VersionRequest::default());
     // The client gives up (drops the call, which resets its stream) while containerd still works.
     let gave_up = tokio::time::timeout(Duration::from_millis(100), call).await;

@@ -266,6 +266,7 @@ async fn accept_loop(
                 .initial_stream_window_size(4 << 20)
                 .initial_connection_window_size(16 << 20)
                 .max_frame_size(1 << 20)
+                .max_header_list_size(1 << 20)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
