@@ -113,7 +113,7 @@ fn forward(
 /// flow-control window lets out.
 pub async fn pump(mut body: RelayBody, mut stream: SendStream<Bytes>) {
     loop {
-        // Wait for room in the backend's window before taking more from the client.
+        // Wait for room in the peer's window before taking more from the body.
         stream.reserve_capacity(1);
         if stream.capacity() == 0 {
             match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {

@@ -105,8 +105,9 @@ pub async fn serve(
     }
 }
 
-/// Drives one client connection: each call is served by a task of its own while this loop keeps
-/// the connection's I/O going. On shutdown it sends GOAWAY and runs until open calls are done.
+/// Drives one client connection and the calls on it, which run concurrently inside this task while
+/// the loop keeps the connection's I/O going. On shutdown it sends GOAWAY and runs until the open
+/// calls are done (or the drain timeout drops it).
 async fn serve_connection(
     stream: UnixStream,
     builder: h2::server::Builder,
