@@ -20,7 +20,8 @@ bridge=pg$id
 # A /24 picked from the instance id inside 10.234.0.0/16; pods only talk to each other and the host.
 subnet=10.234.$(( 0x${id:0:2} )).0/24
 
-ctr_() { ctr --address "$sock" --namespace k8s.io "$@"; }
+# Bounded: a containerd that is going away (its socket already removed) must not hang a stop.
+ctr_() { timeout 20 ctr --connect-timeout 5s --address "$sock" --namespace k8s.io "$@"; }
 
 running() { [ -f "$dir/containerd.pid" ] && kill -0 "$(cat "$dir/containerd.pid")" 2>/dev/null; }
 
