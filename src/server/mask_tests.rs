@@ -58,11 +58,16 @@ fn framed(msg: &cri::ListContainersResponse) -> Bytes {
 }
 
 fn run(input: &Bytes, chunk: usize) -> Bytes {
+    run_with(input, || chunk)
+}
+
+/// Masks `input` fed in chunks of the sizes `next_chunk` picks, and joins what comes out.
+fn run_with(input: &Bytes, mut next_chunk: impl FnMut() -> usize) -> Bytes {
     let mut m = Masker::new(MASK);
     let mut out = BytesMut::new();
     let mut rest = input.clone();
     while !rest.is_empty() {
-        let n = chunk.min(rest.len());
+        let n = next_chunk().min(rest.len());
         let mut parts = Vec::new();
         m.push(rest.split_to(n), &mut parts).unwrap();
         for part in parts {
@@ -96,8 +101,19 @@ fn hidden_entries_become_padding_under_any_chunking() {
         .filter(|(a, b)| a != b)
         .count();
     assert!(differing > 0 && differing < input.len() / 3);
-    for chunk in [1, 2, 3, 7, 64, 1000] {
+    for chunk in (1..=64).chain([100, 333, 1000, 4096]) {
         assert_eq!(run(&input, chunk), whole, "chunk size {chunk}");
+    }
+    // Chunks of irregular sizes, as a socket delivers them.
+    for seed in 1..50u64 {
+        let mut state = seed;
+        let sizes = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize % 300 + 1
+        };
+        assert_eq!(run_with(&input, sizes), whole, "seed {seed}");
     }
 }
 
