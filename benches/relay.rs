@@ -129,9 +129,7 @@ impl Pipe {
     fn pid(&self) -> u32 {
         self.0.id()
     }
-}
 
-impl Pipe {
     fn start(listen: &Path, backend: &Path) -> Self {
         let child = Command::new(std::env::current_exe().unwrap())
             .arg("--pipe")
@@ -221,10 +219,36 @@ async fn fake_backend(dir: &Path, version_only: bool) {
     );
     compare("Version", &direct, &paths, scale(20_000), 1, version).await;
     compare("Version", &direct, &paths, scale(40_000), 16, version).await;
+    if !version_only {
+        compare(
+            "ListContainers (1000 containers)",
+            &direct,
+            &paths,
+            scale(1_000),
+            1,
+            list_all,
+        )
+        .await;
+        compare(
+            "ListContainers (1000 containers)",
+            &direct,
+            &paths,
+            scale(2_000),
+            16,
+            list_all,
+        )
+        .await;
+    }
+    println!(
+        "podgraft RSS: {} KiB at start of run, {} KiB after it",
+        rss_before,
+        pg.rss_kib()
+    );
+
     let everyone = [std::process::id(), pg.pid(), pipe.pid()];
     let all_cpus = set_affinity(&everyone, &one_cpu(0));
     header(
-        "The same with client, backend, podgraft and the pipe pinned to one CPU (no cross-CPU wake-ups)",
+        "Small calls again, client, backend, podgraft and the pipe pinned to one CPU (no cross-CPU wake-ups)",
     );
     compare("Version", &direct, &paths, scale(20_000), 1, version).await;
     compare("Version", &direct, &paths, scale(40_000), 16, version).await;
@@ -232,29 +256,6 @@ async fn fake_backend(dir: &Path, version_only: bool) {
     if version_only {
         return;
     }
-    compare(
-        "ListContainers (1000 containers)",
-        &direct,
-        &paths,
-        scale(1_000),
-        1,
-        list_all,
-    )
-    .await;
-    compare(
-        "ListContainers (1000 containers)",
-        &direct,
-        &paths,
-        scale(2_000),
-        16,
-        list_all,
-    )
-    .await;
-    println!(
-        "podgraft RSS: {} KiB at start of run, {} KiB after it",
-        rss_before,
-        pg.rss_kib()
-    );
 
     // The same listing on a node with dynamic containers: every 10th entry is one, and podgraft
     // pads those out of the stream.
