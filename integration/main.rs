@@ -2,6 +2,7 @@
 
 mod dynamic;
 mod growth;
+mod grpc_go;
 mod harness;
 mod pod;
 mod registry;
