@@ -106,6 +106,21 @@ async fn compare<F, Fut>(
     }
 }
 
+/// [`compare`] with one caller, then with 16 concurrent callers making twice as many calls.
+async fn compare_1_and_16<F, Fut>(
+    label: &str,
+    direct: &Client,
+    relayed: &[(&str, &Client, u32)],
+    calls: usize,
+    op: F,
+) where
+    F: Fn(Client) -> Fut + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    compare(label, direct, relayed, scale(calls), 1, op.clone()).await;
+    compare(label, direct, relayed, scale(2 * calls), 16, op).await;
+}
+
 fn header(title: &str) {
     println!("\n{title}");
     println!(
@@ -217,24 +232,13 @@ async fn fake_backend(dir: &Path, version_only: bool) {
     header(
         "In-process fake CRI backend; podgraft and a byte pipe (the floor) as processes in front",
     );
-    compare("Version", &direct, &paths, scale(20_000), 1, version).await;
-    compare("Version", &direct, &paths, scale(40_000), 16, version).await;
+    compare_1_and_16("Version", &direct, &paths, 20_000, version).await;
     if !version_only {
-        compare(
+        compare_1_and_16(
             "ListContainers (1000 containers)",
             &direct,
             &paths,
-            scale(1_000),
-            1,
-            list_all,
-        )
-        .await;
-        compare(
-            "ListContainers (1000 containers)",
-            &direct,
-            &paths,
-            scale(2_000),
-            16,
+            1_000,
             list_all,
         )
         .await;
@@ -250,8 +254,7 @@ async fn fake_backend(dir: &Path, version_only: bool) {
     header(
         "Small calls again, client, backend, podgraft and the pipe pinned to one CPU (no cross-CPU wake-ups)",
     );
-    compare("Version", &direct, &paths, scale(20_000), 1, version).await;
-    compare("Version", &direct, &paths, scale(40_000), 16, version).await;
+    compare_1_and_16("Version", &direct, &paths, 20_000, version).await;
     set_affinity(&everyone, &all_cpus);
     if version_only {
         return;
@@ -276,21 +279,11 @@ async fn fake_backend(dir: &Path, version_only: bool) {
     );
     header("The same with 100 of the 1000 containers dynamic (hidden by podgraft)");
     let paths = [("podgraft", &relayed, pg.pid())];
-    compare(
+    compare_1_and_16(
         "ListContainers (1000, 100 hidden)",
         &direct,
         &paths,
-        scale(1_000),
-        1,
-        list_all,
-    )
-    .await;
-    compare(
-        "ListContainers (1000, 100 hidden)",
-        &direct,
-        &paths,
-        scale(2_000),
-        16,
+        1_000,
         list_all,
     )
     .await;
@@ -380,16 +373,7 @@ async fn real_containerd(dir: &Path) {
         }
     }
     header("Real containerd 1.6 (1 pod, 10 running containers)");
-    compare("ListContainers", &direct, &paths, scale(4_000), 1, list_all).await;
-    compare(
-        "ListContainers",
-        &direct,
-        &paths,
-        scale(8_000),
-        16,
-        list_all,
-    )
-    .await;
+    compare_1_and_16("ListContainers", &direct, &paths, 4_000, list_all).await;
     let status = move |mut c: Client| {
         let id = first.clone();
         async move {
@@ -401,16 +385,7 @@ async fn real_containerd(dir: &Path) {
             .unwrap();
         }
     };
-    compare(
-        "ContainerStatus",
-        &direct,
-        &paths,
-        scale(4_000),
-        1,
-        status.clone(),
-    )
-    .await;
-    compare("ContainerStatus", &direct, &paths, scale(8_000), 16, status).await;
+    compare_1_and_16("ContainerStatus", &direct, &paths, 4_000, status).await;
 }
 
 fn main() {
