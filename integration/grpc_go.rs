@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -34,6 +34,16 @@ fn ctr(socket: &Path, args: &[&str], stdin: &[u8]) -> (bool, Vec<u8>) {
         );
     }
     (out.status.success(), out.stdout)
+}
+
+/// A child process that is killed and reaped however the test ends, a failed assertion included.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn sha256(data: &[u8]) -> String {
@@ -101,16 +111,18 @@ fn containerd_native_api_from_a_go_client_passes_through() {
 
     // A long-lived server stream: containerd's event subscription through podgraft sees a
     // namespace created directly at containerd afterwards.
-    let mut events = Command::new("ctr")
-        .arg("--address")
-        .arg(via)
-        .arg("events")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ctr events");
+    let mut events = KillOnDrop(
+        Command::new("ctr")
+            .arg("--address")
+            .arg(via)
+            .arg("events")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ctr events"),
+    );
     let (tx, rx) = mpsc::channel();
-    let stdout = events.stdout.take().unwrap();
+    let stdout = events.0.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
@@ -151,6 +163,4 @@ fn containerd_native_api_from_a_go_client_passes_through() {
         created.iter().any(|name| seen.contains(name.as_str())),
         "{seen}"
     );
-    let _ = events.kill();
-    let _ = events.wait();
 }
