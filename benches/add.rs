@@ -61,13 +61,16 @@ fn sandbox_config(ctd: &PrivateContainerd, name: &str) -> cri::PodSandboxConfig 
 /// The very config podgraft sends for `spec(name)` (masked paths, resources, labels and all), so
 /// the direct baseline does the same work in runc as the add does.
 fn container(pod: &cri::PodSandboxConfig, name: &str) -> cri::ContainerConfig {
-    let memory = podgraft::dynamic::manager::node_memory_bytes().unwrap_or(1 << 30);
-    let mut config =
-        podgraft::dynamic::translate::container_config(&spec(name), pod, vec![], 0, memory);
+    use podgraft::dynamic::host::{Host, SystemHost};
+    use podgraft::dynamic::lifecycle::{stored_spec::SpecCodec, translate};
+    let memory = SystemHost::default().memory_bytes().unwrap_or(1 << 30);
+    let spec = podgraft::control::convert::container_spec(&spec(name), 0).unwrap();
+    let stored = SpecCodec::default().encode(&spec);
+    let mut config = translate::container_config(&spec, stored, pod, vec![], 0, memory);
     // Not a dynamic container: podgraft must not adopt it.
     config
         .labels
-        .remove(podgraft::dynamic::translate::DYNAMIC_LABEL);
+        .remove(podgraft::dynamic::model::keys::DYNAMIC_LABEL);
     config
 }
 

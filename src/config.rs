@@ -251,12 +251,12 @@ impl Config {
         let budget_cpu_milli = budget(
             "dynamic_budget_cpu",
             &self.dynamic_budget_cpu,
-            crate::dynamic::quantity::milli_cpu,
+            crate::dynamic::model::quantity::milli_cpu,
         )?;
         let budget_memory = budget(
             "dynamic_budget_memory",
             &self.dynamic_budget_memory,
-            crate::dynamic::quantity::bytes,
+            crate::dynamic::model::quantity::bytes,
         )?;
         let image_endpoint = match self.image_endpoint.as_str() {
             "" => None,

@@ -11,9 +11,10 @@ use crate::cgroup::{Mode, RealIo};
 use crate::config::Settings;
 use crate::control::ControlService;
 use crate::cri::CriClient;
-use crate::dynamic::growth::CgroupSettings;
-use crate::dynamic::resources::Bounds;
-use crate::dynamic::sandboxes::SandboxStore;
+use crate::dynamic::host::{Host, SystemHost};
+use crate::dynamic::lifecycle::stored_spec::SpecCodec;
+use crate::dynamic::resources::{Bounds, CgroupSettings};
+use crate::dynamic::state::SandboxStore;
 use crate::dynamic::{Manager, ManagerSettings};
 use crate::server::backend::{Backend, BackendSettings};
 use crate::server::intercept::Registry;
@@ -56,7 +57,8 @@ pub fn manager(settings: &Settings) -> Manager {
         Mode::detect(&settings.cgroup_root)
     };
     tracing::info!(root = %settings.cgroup_root.display(), ?mode, "managing pod cgroups");
-    if !can_write_root_files() {
+    let host = Arc::new(SystemHost::default());
+    if !host.can_write_root_files() {
         tracing::warn!(
             "podgraft is neither root nor holds CAP_DAC_OVERRIDE: pod cgroups cannot be grown, so adds of containers with limits will fail"
         );
@@ -77,6 +79,8 @@ pub fn manager(settings: &Settings) -> Manager {
                 mode,
                 io: Arc::new(RealIo),
             }),
+            host,
+            specs: SpecCodec::with_legacy(crate::control::convert::legacy_spec),
             ..ManagerSettings::default()
         },
     )
@@ -94,17 +98,6 @@ pub fn tune_allocator() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
     }
-}
-
-/// Whether this process may write the root-owned cgroup files of pods.
-fn can_write_root_files() -> bool {
-    nix::unistd::geteuid().is_root()
-        || caps::has_cap(
-            None,
-            caps::CapSet::Effective,
-            caps::Capability::CAP_DAC_OVERRIDE,
-        )
-        .unwrap_or(false)
 }
 
 /// Builds the relay for `settings`: backends (connecting in the background) and the interceptors.

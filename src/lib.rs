@@ -6,7 +6,8 @@
 //! - [`cli`]: the command line (`serve` and the control API client commands); [`client`]: Unix
 //!   socket channels.
 //! - [`config`]: the TOML file and flags, checked into [`config::Settings`].
-//! - [`control`]: the control API edge (podgraft.v1alpha1), mapping calls onto [`dynamic::Manager`].
+//! - [`control`]: the control API edge (podgraft.v1alpha1): converts wire types into the domain's
+//!   ([`control::convert`]), delegates to [`dynamic::Manager`], maps errors to gRPC statuses.
 //! - [`daemon`]: `podgraft serve`, wiring settings, backends, interceptors and the socket.
 //! - [`server`]: the kubelet-facing edge, an HTTP/2 relay that forwards gRPC frames untouched:
 //!   - [`server::relay`]: routing, pass-through and intercepted calls;
@@ -16,7 +17,9 @@
 //!   - [`server::listener`]: Unix socket set-up; [`server::metrics`]: the logging/metrics observer;
 //!   - [`server::hide`]: the interceptors that hide dynamic containers and follow pod lifecycles.
 //! - [`cri`]: the CRI calls podgraft makes itself, behind a trait with an in-memory fake.
-//! - [`dynamic`]: dynamic containers: validation, add/remove with rollback, sandbox records, events.
+//! - [`dynamic`]: dynamic containers behind the [`dynamic::Manager`] facade: [`dynamic::model`],
+//!   [`dynamic::admission`], [`dynamic::resources`], [`dynamic::registry`], [`dynamic::lifecycle`],
+//!   [`dynamic::state`], [`dynamic::events`], [`dynamic::host`].
 //! - [`wire`]: protobuf wire-format helpers that read or drop fields while keeping all other bytes.
 //! - [`testing`]: fakes for unit tests and benchmarks: a raw gRPC CRI backend and an in-memory
 //!   [`cri::Cri`].

@@ -15,7 +15,10 @@ fn age(unix_nanos: i64) -> String {
     if unix_nanos <= 0 {
         return "-".into();
     }
-    let secs = (crate::dynamic::events::now_nanos() - unix_nanos).max(0) / 1_000_000_000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let secs = (now - unix_nanos).max(0) / 1_000_000_000;
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),

@@ -1,5 +1,8 @@
-//! The control API edge: translates `podgraft.v1alpha1.Control` calls to [`Manager`] calls and
-//! domain errors to gRPC statuses. No logic of its own lives here.
+//! The control API edge: translates `podgraft.v1alpha1.Control` calls into the domain's types
+//! ([`convert`]), delegates to [`Manager`], and maps domain errors to gRPC statuses in one place.
+//! No logic of its own lives here.
+
+pub mod convert;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,7 +11,8 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::api::{self, control_server::Control};
-use crate::dynamic::{Error, Manager};
+use crate::dynamic::{Error, Manager, model};
+use convert::{container, container_specs, pod_filter, pod_selector};
 
 /// The one mapping from domain errors to gRPC statuses.
 impl From<Error> for Status {
@@ -20,6 +24,7 @@ impl From<Error> for Status {
             Error::AlreadyExists(_) => Status::already_exists(e.to_string()),
             Error::PermissionDenied(_) => Status::permission_denied(e.to_string()),
             Error::ResourceExhausted(_) => Status::resource_exhausted(e.to_string()),
+            Error::Unavailable(_) => Status::unavailable(e.to_string()),
             Error::Internal(_) => Status::internal(e.to_string()),
             Error::Runtime { source, .. } => {
                 // containerd's verdict on the step, with podgraft's context in the message.
@@ -54,8 +59,12 @@ impl Control for ControlService {
         req: Request<api::AddContainersRequest>,
     ) -> Result<Response<api::AddContainersResponse>, Status> {
         let req = req.into_inner();
-        let containers = self.manager.add(req.pod.as_ref(), req.containers).await?;
-        Ok(Response::new(api::AddContainersResponse { containers }))
+        let pod = pod_selector(req.pod.as_ref())?;
+        let specs = container_specs(&req.containers)?;
+        let added = self.manager.add(&pod, specs).await?;
+        Ok(Response::new(api::AddContainersResponse {
+            containers: added.into_iter().map(container).collect(),
+        }))
     }
 
     async fn remove_containers(
@@ -63,9 +72,10 @@ impl Control for ControlService {
         req: Request<api::RemoveContainersRequest>,
     ) -> Result<Response<api::RemoveContainersResponse>, Status> {
         let req = req.into_inner();
+        let pod = pod_selector(req.pod.as_ref())?;
         let removed = self
             .manager
-            .remove(req.pod.as_ref(), &req.names, req.grace_period_seconds)
+            .remove(&pod, &req.names, req.grace_period_seconds)
             .await?;
         Ok(Response::new(api::RemoveContainersResponse { removed }))
     }
@@ -74,8 +84,11 @@ impl Control for ControlService {
         &self,
         req: Request<api::ListContainersRequest>,
     ) -> Result<Response<api::ListContainersResponse>, Status> {
-        let containers = self.manager.list(req.into_inner().pod.as_ref()).await?;
-        Ok(Response::new(api::ListContainersResponse { containers }))
+        let pod = pod_filter(req.get_ref().pod.as_ref())?;
+        let listed = self.manager.list(pod.as_ref()).await?;
+        Ok(Response::new(api::ListContainersResponse {
+            containers: listed.into_iter().map(container).collect(),
+        }))
     }
 
     async fn get_container(
@@ -83,9 +96,10 @@ impl Control for ControlService {
         req: Request<api::GetContainerRequest>,
     ) -> Result<Response<api::DynamicContainer>, Status> {
         let req = req.into_inner();
-        Ok(Response::new(
-            self.manager.get(req.pod.as_ref(), &req.name).await?,
-        ))
+        let pod = pod_selector(req.pod.as_ref())?;
+        Ok(Response::new(container(
+            self.manager.get(&pod, &req.name).await?,
+        )))
     }
 
     async fn exec(
@@ -93,14 +107,10 @@ impl Control for ControlService {
         req: Request<api::ExecRequest>,
     ) -> Result<Response<api::ExecResponse>, Status> {
         let req = req.into_inner();
+        let pod = pod_selector(req.pod.as_ref())?;
         let out = self
             .manager
-            .exec(
-                req.pod.as_ref(),
-                &req.name,
-                req.command,
-                req.timeout_seconds,
-            )
+            .exec(&pod, &req.name, req.command, req.timeout_seconds)
             .await?;
         Ok(Response::new(api::ExecResponse {
             stdout: out.stdout,
@@ -116,17 +126,11 @@ impl Control for ControlService {
         req: Request<api::WatchEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let req = req.into_inner();
-        let filter = req.pod.filter(|p| *p != api::PodRef::default());
+        let filter = pod_filter(req.pod.as_ref())?;
         let sub = self.manager.events().subscribe(req.since_sequence);
-        let matches = move |ev: &api::Event| match (&filter, &ev.pod) {
+        let matches = move |ev: &model::Event| match (&filter, &ev.pod) {
             (None, _) => true,
-            (Some(want), Some(got)) => {
-                (!want.sandbox_id.is_empty() && want.sandbox_id == got.sandbox_id)
-                    || (!want.uid.is_empty() && want.uid == got.uid)
-                    || (!want.name.is_empty()
-                        && want.name == got.name
-                        && want.namespace == got.namespace)
-            }
+            (Some(want), Some(got)) => want.matches(got),
             (Some(_), None) => false,
         };
         let resync = sub.gap.then(|| api::Event {
@@ -139,7 +143,12 @@ impl Control for ControlService {
         });
         let backlog: Vec<_> = resync
             .into_iter()
-            .chain(sub.backlog.into_iter().filter(|e| matches(e)))
+            .chain(
+                sub.backlog
+                    .into_iter()
+                    .filter(|e| matches(e))
+                    .map(convert::event),
+            )
             .collect();
         let live = tokio_stream::wrappers::BroadcastStream::new(sub.live);
         let stream = async_stream(backlog, live, matches);
@@ -151,12 +160,12 @@ impl Control for ControlService {
 /// stream goes on.
 fn async_stream(
     backlog: Vec<api::Event>,
-    live: tokio_stream::wrappers::BroadcastStream<api::Event>,
-    matches: impl Fn(&api::Event) -> bool + Send + 'static,
+    live: tokio_stream::wrappers::BroadcastStream<model::Event>,
+    matches: impl Fn(&model::Event) -> bool + Send + 'static,
 ) -> impl Stream<Item = Result<api::Event, Status>> + Send {
     use tokio_stream::StreamExt;
     let live = live.filter_map(move |item| match item {
-        Ok(ev) if matches(&ev) => Some(Ok(ev)),
+        Ok(ev) if matches(&ev) => Some(Ok(convert::event(ev))),
         Ok(_) => None,
         Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
             Some(Ok(api::Event {

@@ -23,6 +23,9 @@ pub enum Error {
     /// Not enough room (resources) for the request.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// podgraft cannot serve the call yet (its state is still loading); retry.
+    #[error("{0}")]
+    Unavailable(String),
     /// podgraft could not do its own part (e.g. a cgroup write failed); rolled back.
     #[error("{0}")]
     Internal(String),

@@ -2,11 +2,12 @@
 //! watcher can resume from a sequence number without gaps while the history reaches back.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-use crate::api::Event;
+use super::host::Host;
+use super::model::Event;
 
 /// Events kept for resuming watchers.
 pub const HISTORY: usize = 4096;
@@ -14,6 +15,7 @@ pub const HISTORY: usize = 4096;
 pub struct EventLog {
     inner: Mutex<Inner>,
     live: broadcast::Sender<Event>,
+    host: Arc<dyn Host>,
 }
 
 struct Inner {
@@ -30,15 +32,10 @@ pub struct Subscription {
     pub live: broadcast::Receiver<Event>,
 }
 
-impl Default for EventLog {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl EventLog {
-    pub fn new() -> Self {
+    pub fn new(host: Arc<dyn Host>) -> Self {
         Self {
+            host,
             inner: Mutex::new(Inner {
                 next: 1,
                 history: VecDeque::with_capacity(256),
@@ -57,7 +54,7 @@ impl EventLog {
         event.sequence = inner.next;
         inner.next += 1;
         if event.time_unix_nanos == 0 {
-            event.time_unix_nanos = now_nanos();
+            event.time_unix_nanos = self.host.now_unix_nanos();
         }
         if inner.history.len() == HISTORY {
             inner.history.pop_front();
@@ -94,13 +91,6 @@ impl EventLog {
     }
 }
 
-pub fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,7 +104,7 @@ mod tests {
 
     #[tokio::test]
     async fn resumes_without_gaps_and_reports_lost_history() {
-        let log = EventLog::new();
+        let log = EventLog::new(Arc::new(crate::dynamic::host::FakeHost::default()));
         for i in 0..5 {
             log.emit(ev(&format!("e{i}")));
         }

@@ -14,7 +14,7 @@ use tonic::Status;
 use super::intercept::{BoxFuture, CallContext, MessageInterceptor, Registry};
 use super::mask::FieldMask;
 use crate::dynamic::Manager;
-use crate::dynamic::translate::DYNAMIC_LABEL;
+use crate::dynamic::model::keys::DYNAMIC_LABEL;
 use crate::wire::{self, WireError};
 
 /// Both CRI versions containerd 1.6 serves; their messages share field numbers.
@@ -246,13 +246,13 @@ impl MessageInterceptor for RecordRun {
         msg: Bytes,
     ) -> BoxFuture<'a, Result<Option<Bytes>, Status>> {
         Box::pin(async move {
-            let request = call.stash.lock().unwrap().take().unwrap_or_default();
+            let request = { call.stash.lock().unwrap().take() }.unwrap_or_default();
             // Only a successful call has a response message; decode failures leave the call alone.
             if let (Ok(req), Ok(id)) = (
                 k8s_cri::v1::RunPodSandboxRequest::decode(request),
                 sandbox_id(&msg),
             ) {
-                self.0.pod_started(&id, &req);
+                self.0.pod_started(&id, &req).await;
             }
             Ok(Some(msg))
         })
@@ -297,8 +297,9 @@ impl MessageInterceptor for RemovePod {
         msg: Bytes,
     ) -> BoxFuture<'a, Result<Option<Bytes>, Status>> {
         Box::pin(async move {
-            if let Some(request) = call.stash.lock().unwrap().take() {
-                self.0.forget_pod(&sandbox_id(&request)?);
+            let request = call.stash.lock().unwrap().take();
+            if let Some(request) = request {
+                self.0.forget_pod(&sandbox_id(&request)?).await;
             }
             Ok(Some(msg))
         })
@@ -317,7 +318,7 @@ impl MessageInterceptor for PodResized {
         msg: Bytes,
     ) -> BoxFuture<'a, Result<Bytes, Status>> {
         Box::pin(async move {
-            self.0.pod_resized(&sandbox_id(&msg)?);
+            self.0.pod_resized(&sandbox_id(&msg)?).await;
             Ok(msg)
         })
     }

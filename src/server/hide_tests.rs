@@ -177,7 +177,7 @@ fn list_and_sandbox_status_masks_keep_kubelet_entries() {
 
 #[tokio::test]
 async fn list_filters_step_aside_on_a_quiet_node_but_the_event_stream_never_does() {
-    use crate::dynamic::sandboxes::SandboxStore;
+    use crate::dynamic::state::SandboxStore;
     use crate::dynamic::{Manager, ManagerSettings};
     let dir = tempfile::tempdir().unwrap();
     let manager = Arc::new(Manager::new(

@@ -54,37 +54,6 @@ pub fn bytes(text: &str) -> Option<i64> {
     parse(text, 1.0)
 }
 
-/// A container's resources in numbers: milli-CPU and bytes, 0 where unset. Requests default to
-/// limits, as the API server defaults them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Resources {
-    pub cpu_request: i64,
-    pub cpu_limit: i64,
-    pub memory_request: i64,
-    pub memory_limit: i64,
-}
-
-impl Resources {
-    /// Reads a validated spec's resources (malformed quantities count as unset).
-    pub fn of(spec: &crate::api::ContainerSpec) -> Resources {
-        let res = spec.resources.clone().unwrap_or_default();
-        let (req, lim) = (
-            res.requests.unwrap_or_default(),
-            res.limits.unwrap_or_default(),
-        );
-        let cpu_limit = milli_cpu(&lim.cpu).unwrap_or(0);
-        let memory_limit = bytes(&lim.memory).unwrap_or(0);
-        Resources {
-            cpu_request: milli_cpu(&req.cpu).filter(|v| *v > 0).unwrap_or(cpu_limit),
-            cpu_limit,
-            memory_request: bytes(&req.memory)
-                .filter(|v| *v > 0)
-                .unwrap_or(memory_limit),
-            memory_limit,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

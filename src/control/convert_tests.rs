@@ -1,6 +1,16 @@
-//! Field-named refusals of malformed and forbidden container specs.
+//! Field-named refusals of malformed and forbidden container specs, from the wire through
+//! parsing and the shape rules of admission; pod selectors; stored specs of earlier builds.
 use super::*;
 use crate::api;
+use crate::api::ContainerSpec;
+use crate::dynamic::admission::shape::{self, MAX_ARGS};
+
+/// What AddContainers does with one container before it looks at the pod.
+fn spec(s: &ContainerSpec, i: usize) -> Result<model::ContainerSpec> {
+    let parsed = container_spec(s, i)?;
+    shape::container(&parsed, i)?;
+    Ok(parsed)
+}
 
 fn ok_spec() -> ContainerSpec {
     ContainerSpec {
@@ -118,31 +128,91 @@ fn names_the_bad_field() {
 }
 
 #[test]
-fn mounts_only_what_the_pod_already_mounts() {
-    let existing = vec![cri::Mount {
-        host_path: "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/scratch".into(),
-        container_path: "/scratch".into(),
-        readonly: true,
-        ..Default::default()
-    }];
-    let mut s = ok_spec();
-    s.volume_mounts = vec![api::VolumeMount {
-        name: "scratch".into(),
-        mount_path: "/data".into(),
-        ..Default::default()
-    }];
-    let m = mounts(&s, 0, &existing).unwrap();
-    assert_eq!(m[0].host_path, existing[0].host_path);
-    assert!(m[0].readonly, "a read-only volume stays read-only");
-    s.volume_mounts[0].name = "secrets".into();
+fn a_pod_is_named_exactly_one_way() {
+    let by = |namespace: &str, name: &str, uid: &str, sandbox_id: &str| api::PodRef {
+        namespace: namespace.into(),
+        name: name.into(),
+        uid: uid.into(),
+        sandbox_id: sandbox_id.into(),
+    };
     assert_eq!(
-        field_of(mounts(&s, 0, &existing).unwrap_err()),
-        "denied:containers[0].volumeMounts[0]"
+        pod_selector(Some(&by("default", "agent", "", ""))).unwrap(),
+        PodSelector::Name {
+            namespace: "default".into(),
+            name: "agent".into()
+        }
     );
-    s.volume_mounts[0].name = String::new();
-    s.volume_mounts[0].host_path = "/etc".into();
-    assert!(matches!(
-        mounts(&s, 0, &existing),
-        Err(Error::PermissionDenied(_))
-    ));
+    assert_eq!(
+        pod_selector(Some(&by("", "", "u1", ""))).unwrap(),
+        PodSelector::Uid("u1".into())
+    );
+    for (pod, field) in [
+        (None, "pod"),
+        (Some(by("default", "agent", "uid-agent", "")), "pod"),
+        (Some(by("", "", "", "")), "pod"),
+        (Some(by("default", "", "", "")), "pod.name"),
+        (Some(by("", "agent", "", "")), "pod.namespace"),
+    ] {
+        match pod_selector(pod.as_ref()) {
+            Err(Error::InvalidArgument { field: f, .. }) => assert_eq!(f, field, "{pod:?}"),
+            other => panic!("{pod:?}: {other:?}"),
+        }
+    }
+    assert_eq!(pod_filter(Some(&api::PodRef::default())).unwrap(), None);
+}
+
+#[test]
+fn specs_round_trip_through_the_domain() {
+    let mut s = ok_spec();
+    s.image_pull_policy = "Always".into();
+    s.restart_policy = "OnFailure".into();
+    s.termination_message_policy = "File".into();
+    s.resources = Some(api::Resources {
+        requests: Some(api::ResourceList {
+            cpu: "250m".into(),
+            memory: String::new(),
+        }),
+        limits: Some(api::ResourceList {
+            cpu: "1".into(),
+            memory: "64Mi".into(),
+        }),
+    });
+    s.security_context = Some(api::SecurityContext {
+        seccomp_profile: "localhost/profiles/audit.json".into(),
+        run_as_user: Some(1000),
+        proc_mount: "Default".into(),
+        capabilities: Some(api::Capabilities::default()),
+        ..Default::default()
+    });
+    s.readiness_probe = Some(api::Probe {
+        handler: Some(api::probe::Handler::HttpGet(api::HttpGetAction {
+            path: "/healthz".into(),
+            port: 8080,
+            scheme: "HTTP".into(),
+            ..Default::default()
+        })),
+        period_seconds: 5,
+        ..Default::default()
+    });
+    let parsed = spec(&s, 0).unwrap();
+    assert_eq!(parsed.resources.amounts().cpu_request, 250);
+    assert_eq!(
+        parsed.security.seccomp,
+        Some(crate::dynamic::model::spec::Profile::Localhost(
+            "profiles/audit.json".into()
+        ))
+    );
+    assert_eq!(api_spec(&parsed), s);
+}
+
+#[test]
+fn reads_specs_stored_by_earlier_builds() {
+    let old = ok_spec();
+    let text = base64::engine::general_purpose::STANDARD.encode(old.encode_to_vec());
+    let spec = legacy_spec(&text).unwrap();
+    assert_eq!(
+        (spec.name.as_str(), spec.image.as_str()),
+        ("tool", old.image.as_str())
+    );
+    assert_eq!(legacy_spec("not base64!"), None);
 }

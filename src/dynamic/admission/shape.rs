@@ -1,14 +1,12 @@
-//! Checks a [`ContainerSpec`] before anything is created. Errors name the field as
-//! `containers[i].<field>`; malformed input is INVALID_ARGUMENT, input that KEP-5972 forbids
-//! (privileged, hostPort, volumes the pod does not have) is PERMISSION_DENIED.
+//! The shape of a requested container, before anything about its pod is known: names, sizes,
+//! paths, and what KEP-5972 forbids outright (privileged, hostPort). Errors name the field as
+//! `containers[i].<field>`; malformed input is INVALID_ARGUMENT, forbidden input PERMISSION_DENIED.
 
 use std::collections::HashSet;
 
-use k8s_cri::v1 as cri;
-
-use super::error::{Error, Result};
-use super::quantity;
-use crate::api::{ContainerSpec, Probe, probe::Handler};
+use crate::dynamic::error::{Error, Result};
+use crate::dynamic::model::keys::RESERVED_PREFIXES;
+use crate::dynamic::model::spec::{ContainerSpec, Probe, ProbeHandler, Quantity};
 
 /// Upper bounds on what one container may carry; generous for real use, small enough that a
 /// request cannot balloon podgraft's memory or containerd's metadata.
@@ -84,44 +82,28 @@ fn image_error(image: &str) -> Option<&'static str> {
     None
 }
 
-fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<()> {
-    if value.is_empty() || allowed.contains(&value) {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            field,
-            format!("{value:?} is not one of {}", allowed.join(", ")),
-        ))
-    }
+fn port_ok(port: i32) -> bool {
+    (1..=65535).contains(&port)
 }
 
 fn check_probe(field: &str, probe: &Probe, liveness_or_startup: bool) -> Result<()> {
+    let bad_port = |name: &str| {
+        Err(Error::invalid(
+            format!("{field}.{name}.port"),
+            "must be 1-65535",
+        ))
+    };
     match &probe.handler {
-        None => {
-            return Err(Error::invalid(
-                field,
-                "needs exactly one of exec, httpGet, tcpSocket",
-            ));
-        }
-        Some(Handler::Exec(e)) if e.command.is_empty() => {
+        ProbeHandler::Exec { command } if command.is_empty() => {
             return Err(Error::invalid(
                 format!("{field}.exec.command"),
                 "must not be empty",
             ));
         }
-        Some(Handler::HttpGet(h)) if !(1..=65535).contains(&h.port) => {
-            return Err(Error::invalid(
-                format!("{field}.httpGet.port"),
-                "must be 1-65535",
-            ));
-        }
-        Some(Handler::TcpSocket(t)) if !(1..=65535).contains(&t.port) => {
-            return Err(Error::invalid(
-                format!("{field}.tcpSocket.port"),
-                "must be 1-65535",
-            ));
-        }
-        Some(_) => {}
+        ProbeHandler::HttpGet { port, .. } if !port_ok(*port) => return bad_port("httpGet"),
+        ProbeHandler::TcpSocket { port, .. } if !port_ok(*port) => return bad_port("tcpSocket"),
+        ProbeHandler::Grpc { port, .. } if !port_ok(*port) => return bad_port("grpc"),
+        _ => {}
     }
     for (name, v) in [
         ("initialDelaySeconds", probe.initial_delay_seconds),
@@ -150,8 +132,28 @@ fn text_bytes<'a>(items: impl Iterator<Item = &'a str>) -> usize {
     items.map(str::len).sum()
 }
 
-/// Checks everything that needs no knowledge of the pod.
-pub fn spec(spec: &ContainerSpec, i: usize) -> Result<()> {
+/// Checks a request as a whole: how many containers, and no name twice.
+pub fn batch(specs: &[ContainerSpec]) -> Result<()> {
+    if specs.is_empty() || specs.len() > MAX_BATCH {
+        return Err(Error::invalid(
+            "containers",
+            format!("give 1 to {MAX_BATCH} containers"),
+        ));
+    }
+    let mut names = HashSet::new();
+    for (i, spec) in specs.iter().enumerate() {
+        if !names.insert(spec.name.as_str()) {
+            return Err(Error::invalid(
+                format!("containers[{i}].name"),
+                format!("{:?} appears twice in the request", spec.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks everything about one container that needs no knowledge of the pod.
+pub fn container(spec: &ContainerSpec, i: usize) -> Result<()> {
     let f = |name: &str| format!("containers[{i}].{name}");
     if !is_dns1123_label(&spec.name) {
         return Err(Error::invalid(
@@ -168,21 +170,6 @@ pub fn spec(spec: &ContainerSpec, i: usize) -> Result<()> {
             format!("{:?} {reason}", spec.image),
         ));
     }
-    one_of(
-        &f("imagePullPolicy"),
-        &spec.image_pull_policy,
-        &["Always", "IfNotPresent", "Never"],
-    )?;
-    one_of(
-        &f("restartPolicy"),
-        &spec.restart_policy,
-        &["Always", "OnFailure", "Never"],
-    )?;
-    one_of(
-        &f("terminationMessagePolicy"),
-        &spec.termination_message_policy,
-        &["File", "FallbackToLogsOnError"],
-    )?;
     for (name, value) in [
         ("workingDir", &spec.working_dir),
         ("terminationMessagePath", &spec.termination_message_path),
@@ -254,7 +241,7 @@ pub fn spec(spec: &ContainerSpec, i: usize) -> Result<()> {
                     format!("key {key:?} must be 1-253 bytes"),
                 ));
             }
-            if key.starts_with("io.kubernetes.") || key.starts_with("podgraft.io/") {
+            if RESERVED_PREFIXES.iter().any(|p| key.starts_with(p)) {
                 return Err(Error::invalid(
                     f(&format!("{name}[{key}]")),
                     "is reserved for the kubelet and podgraft",
@@ -269,86 +256,31 @@ pub fn spec(spec: &ContainerSpec, i: usize) -> Result<()> {
                 f(&format!("ports[{j}].hostPort"))
             )));
         }
-        if !(1..=65535).contains(&port.container_port) {
+        if !port_ok(port.container_port) {
             return Err(Error::invalid(
                 f(&format!("ports[{j}].containerPort")),
                 "must be 1-65535",
             ));
         }
-        one_of(
-            &f(&format!("ports[{j}].protocol")),
-            &port.protocol,
-            &["TCP", "UDP", "SCTP"],
-        )?;
     }
-    if let Some(res) = &spec.resources {
-        let mut values = [[0i64; 2]; 2];
-        for (k, (name, list)) in [("requests", &res.requests), ("limits", &res.limits)]
-            .into_iter()
-            .enumerate()
-        {
-            let list = list.clone().unwrap_or_default();
-            for (j, (res_name, text, parse)) in [
-                (
-                    "cpu",
-                    &list.cpu,
-                    quantity::milli_cpu as fn(&str) -> Option<i64>,
-                ),
-                ("memory", &list.memory, quantity::bytes),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                if text.is_empty() {
-                    continue;
-                }
-                values[k][j] = parse(text).ok_or_else(|| {
-                    Error::invalid(
-                        f(&format!("resources.{name}.{res_name}")),
-                        format!("{text:?} is not a quantity"),
-                    )
-                })?;
-            }
-        }
-        for (j, res_name) in ["cpu", "memory"].into_iter().enumerate() {
-            let (request, limit) = (values[0][j], values[1][j]);
-            if limit > 0 && request > limit {
-                return Err(Error::invalid(
-                    f(&format!("resources.requests.{res_name}")),
-                    "must not exceed the limit",
-                ));
-            }
+    let value = |q: &Option<Quantity>| q.as_ref().map_or(0, |q| q.value);
+    let (req, lim) = (&spec.resources.requests, &spec.resources.limits);
+    for (res_name, request, limit) in [
+        ("cpu", value(&req.cpu), value(&lim.cpu)),
+        ("memory", value(&req.memory), value(&lim.memory)),
+    ] {
+        if limit > 0 && request > limit {
+            return Err(Error::invalid(
+                f(&format!("resources.requests.{res_name}")),
+                "must not exceed the limit",
+            ));
         }
     }
-    if let Some(sc) = &spec.security_context {
-        if sc.privileged {
-            return Err(Error::PermissionDenied(format!(
-                "{}: privileged dynamic containers are not allowed",
-                f("securityContext.privileged")
-            )));
-        }
-        one_of(
-            &f("securityContext.procMount"),
-            &sc.proc_mount,
-            &["Default", "Unmasked"],
-        )?;
-        for (name, value) in [
-            ("seccompProfile", &sc.seccomp_profile),
-            ("appArmorProfile", &sc.apparmor_profile),
-        ] {
-            let ok = value.is_empty()
-                || value == "RuntimeDefault"
-                || value == "Unconfined"
-                || value
-                    .strip_prefix("localhost/")
-                    .is_some_and(|p| !p.is_empty());
-            if !ok {
-                return Err(Error::invalid(
-                    f(&format!("securityContext.{name}")),
-                    format!("{value:?}: use RuntimeDefault, Unconfined or localhost/<profile>"),
-                ));
-            }
-        }
+    if spec.security.privileged {
+        return Err(Error::PermissionDenied(format!(
+            "{}: privileged dynamic containers are not allowed",
+            f("securityContext.privileged")
+        )));
     }
     for (name, probe, strict) in [
         ("livenessProbe", &spec.liveness_probe, true),
@@ -362,57 +294,49 @@ pub fn spec(spec: &ContainerSpec, i: usize) -> Result<()> {
     Ok(())
 }
 
-/// Resolves the spec's volume mounts to mounts the pod's existing containers already have: a mount
-/// names a pod volume (the last component of the kubelet's host path) or an existing host path.
-pub fn mounts(spec: &ContainerSpec, i: usize, existing: &[cri::Mount]) -> Result<Vec<cri::Mount>> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::with_capacity(spec.volume_mounts.len());
-    for (j, vm) in spec.volume_mounts.iter().enumerate() {
-        let field = format!("containers[{i}].volumeMounts[{j}]");
-        if !vm.mount_path.starts_with('/') {
-            return Err(Error::invalid(
-                format!("{field}.mountPath"),
-                format!("{:?} must be an absolute path", vm.mount_path),
-            ));
-        }
-        if !seen.insert(vm.mount_path.as_str()) {
-            return Err(Error::invalid(
-                format!("{field}.mountPath"),
-                format!("{:?} is mounted twice", vm.mount_path),
-            ));
-        }
-        let source = existing.iter().find(|m| {
-            if vm.host_path.is_empty() {
-                !vm.name.is_empty()
-                    && m.host_path.trim_end_matches('/').rsplit('/').next()
-                        == Some(vm.name.as_str())
-            } else {
-                m.host_path == vm.host_path
-            }
-        });
-        let Some(source) = source else {
-            let what = if vm.host_path.is_empty() {
-                &vm.name
-            } else {
-                &vm.host_path
-            };
-            return Err(Error::PermissionDenied(format!(
-                "{field}: {what:?} is not a volume of this pod; dynamic containers may only mount what the pod's containers already mount"
-            )));
-        };
-        out.push(cri::Mount {
-            container_path: vm.mount_path.clone(),
-            host_path: source.host_path.clone(),
-            // Never weaker than the existing mount: read-only stays read-only.
-            readonly: vm.read_only || source.readonly,
-            selinux_relabel: source.selinux_relabel,
-            propagation: source.propagation,
-            ..Default::default()
-        });
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
-#[path = "validate_tests.rs"]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_and_batches_name_the_field() {
+        let probe = |handler| Probe {
+            handler,
+            initial_delay_seconds: 0,
+            timeout_seconds: 1,
+            period_seconds: 10,
+            success_threshold: 2,
+            failure_threshold: 3,
+        };
+        let mut spec = ContainerSpec {
+            name: "tool".into(),
+            image: "busybox".into(),
+            ..Default::default()
+        };
+        spec.readiness_probe = Some(probe(ProbeHandler::TcpSocket {
+            port: 80,
+            host: String::new(),
+        }));
+        container(&spec, 0).unwrap();
+        spec.liveness_probe = spec.readiness_probe.clone();
+        let err = container(&spec, 1).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument { field, .. } if field == "containers[1].livenessProbe.successThreshold"),
+            "{err:?}"
+        );
+        spec.liveness_probe = Some(probe(ProbeHandler::Grpc {
+            port: 0,
+            service: String::new(),
+        }));
+        let err = container(&spec, 0).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument { field, .. } if field == "containers[0].livenessProbe.grpc.port"),
+            "{err:?}"
+        );
+        assert!(batch(&[]).is_err());
+        let err = batch(&[spec.clone(), spec]).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument { field, .. } if field == "containers[1].name")
+        );
+    }
+}

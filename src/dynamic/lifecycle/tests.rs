@@ -1,13 +1,15 @@
-//! Manager behaviour against the in-memory CRI: atomic adds with rollback, refusals, names,
-//! removal, pod teardown and exit events.
+//! Lifecycle behaviour through the manager facade against the in-memory CRI: atomic adds with
+//! rollback, refusals, names, removal, pod teardown and exit events.
 
 use std::sync::Arc;
 
 use k8s_cri::v1 as cri;
 
-use super::*;
-use crate::api::ContainerSpec;
-use crate::api::event::Type;
+use crate::cri::Cri;
+use crate::dynamic::model::keys::DYNAMIC_LABEL;
+use crate::dynamic::model::{ContainerSpec, ContainerState, EventKind as Type, PodSelector};
+use crate::dynamic::state::SandboxStore;
+use crate::dynamic::{Error, Manager, ManagerSettings};
 use crate::testing::MemCri;
 
 struct Fx {
@@ -16,7 +18,14 @@ struct Fx {
     _dir: tempfile::TempDir,
 }
 
-fn fixture() -> Fx {
+/// A loaded manager with a mutable pod "agent" and a plain pod "web", both started.
+async fn fixture() -> Fx {
+    let fx = fixture_unloaded().await;
+    fx.manager.load().await.unwrap();
+    fx
+}
+
+async fn fixture_unloaded() -> Fx {
     let dir = tempfile::tempdir().unwrap();
     let cri = Arc::new(MemCri::new());
     cri.add_image("busybox:1");
@@ -24,13 +33,15 @@ fn fixture() -> Fx {
     let manager = Manager::new(cri.clone(), store, ManagerSettings::default());
     for (id, handler, name) in [("sb-mut", "podgraft", "agent"), ("sb-plain", "runc", "web")] {
         let config = cri.add_pod(id, handler, "default", name, &format!("uid-{name}"));
-        manager.pod_started(
-            id,
-            &cri::RunPodSandboxRequest {
-                config: Some(config),
-                runtime_handler: handler.into(),
-            },
-        );
+        manager
+            .pod_started(
+                id,
+                &cri::RunPodSandboxRequest {
+                    config: Some(config),
+                    runtime_handler: handler.into(),
+                },
+            )
+            .await;
     }
     Fx {
         cri,
@@ -39,11 +50,10 @@ fn fixture() -> Fx {
     }
 }
 
-fn pod(name: &str) -> PodRef {
-    PodRef {
+fn pod(name: &str) -> PodSelector {
+    PodSelector::Name {
         namespace: "default".into(),
         name: name.into(),
-        ..Default::default()
     }
 }
 
@@ -68,31 +78,27 @@ fn dynamic_names(cri: &MemCri) -> Vec<String> {
 }
 
 /// Every event so far, as (type, container name).
-fn event_types(m: &Manager) -> Vec<(i32, String)> {
+fn event_types(m: &Manager) -> Vec<(Type, String)> {
     m.events()
         .subscribe(1)
         .backlog
         .into_iter()
-        .map(|e| (e.r#type, e.name))
+        .map(|e| (e.kind, e.name))
         .collect()
 }
 
 #[tokio::test]
 async fn adds_and_starts_containers_with_the_pods_labels() {
-    let fx = fixture();
+    let fx = fixture().await;
     let added = fx
         .manager
-        .add(Some(&pod("agent")), vec![spec("tool"), spec("helper")])
+        .add(&(pod("agent")), vec![spec("tool"), spec("helper")])
         .await
         .unwrap();
     assert_eq!(added.len(), 2);
-    assert!(
-        added
-            .iter()
-            .all(|c| c.state == api::ContainerState::Running as i32)
-    );
-    assert_eq!(added[0].pod.as_ref().unwrap().sandbox_id, "sb-mut");
-    assert_eq!(added[0].spec.as_ref().unwrap().image, "busybox:1");
+    assert!(added.iter().all(|c| c.state == ContainerState::Running));
+    assert_eq!(added[0].pod.sandbox_id, "sb-mut");
+    assert_eq!(added[0].spec.image, "busybox:1");
     let (sandbox, status) = fx
         .cri
         .containers()
@@ -109,23 +115,18 @@ async fn adds_and_starts_containers_with_the_pods_labels() {
         .collect();
     assert_eq!(
         types,
-        [
-            Type::Added as i32,
-            Type::Started as i32,
-            Type::Added as i32,
-            Type::Started as i32
-        ]
+        [Type::Added, Type::Started, Type::Added, Type::Started]
     );
 }
 
 #[tokio::test]
 async fn a_failed_member_rolls_back_the_whole_batch() {
-    let fx = fixture();
+    let fx = fixture().await;
     fx.cri.fail_start.lock().unwrap().insert("second".into());
     let err = fx
         .manager
         .add(
-            Some(&pod("agent")),
+            &(pod("agent")),
             vec![spec("first"), spec("second"), spec("third")],
         )
         .await
@@ -152,22 +153,22 @@ async fn a_failed_member_rolls_back_the_whole_batch() {
     // The names were not consumed: a corrected retry succeeds.
     fx.cri.fail_start.lock().unwrap().clear();
     fx.manager
-        .add(Some(&pod("agent")), vec![spec("first"), spec("second")])
+        .add(&(pod("agent")), vec![spec("first"), spec("second")])
         .await
         .unwrap();
     let failed = event_types(&fx.manager)
         .into_iter()
-        .filter(|(t, _)| *t == Type::Failed as i32)
+        .filter(|(t, _)| *t == Type::Failed)
         .count();
     assert_eq!(failed, 3);
 }
 
 #[tokio::test]
 async fn refusals_are_precise_and_create_nothing() {
-    let fx = fixture();
+    let fx = fixture().await;
     let plain = fx
         .manager
-        .add(Some(&pod("web")), vec![spec("tool")])
+        .add(&(pod("web")), vec![spec("tool")])
         .await
         .unwrap_err();
     assert!(
@@ -176,13 +177,13 @@ async fn refusals_are_precise_and_create_nothing() {
     );
     let missing = fx
         .manager
-        .add(Some(&pod("nope")), vec![spec("tool")])
+        .add(&(pod("nope")), vec![spec("tool")])
         .await
         .unwrap_err();
     assert!(matches!(missing, Error::NotFound(_)));
     let clash = fx
         .manager
-        .add(Some(&pod("agent")), vec![spec("main")])
+        .add(&(pod("agent")), vec![spec("main")])
         .await
         .unwrap_err();
     assert!(
@@ -191,7 +192,7 @@ async fn refusals_are_precise_and_create_nothing() {
     );
     let twice = fx
         .manager
-        .add(Some(&pod("agent")), vec![spec("a"), spec("a")])
+        .add(&(pod("agent")), vec![spec("a"), spec("a")])
         .await
         .unwrap_err();
     assert!(
@@ -199,12 +200,12 @@ async fn refusals_are_precise_and_create_nothing() {
     );
     let never = ContainerSpec {
         image: "other:2".into(),
-        image_pull_policy: "Never".into(),
+        pull_policy: crate::dynamic::model::spec::PullPolicy::Never,
         ..spec("x")
     };
     let err = fx
         .manager
-        .add(Some(&pod("agent")), vec![never])
+        .add(&(pod("agent")), vec![never])
         .await
         .unwrap_err();
     assert!(
@@ -217,35 +218,22 @@ async fn refusals_are_precise_and_create_nothing() {
     };
     let err = fx
         .manager
-        .add(Some(&pod("agent")), vec![spec("ok"), pull_fails])
+        .add(&(pod("agent")), vec![spec("ok"), pull_fails])
         .await
         .unwrap_err();
     assert!(err.to_string().contains("containers[1].image"), "{err}");
-    let both = PodRef {
-        uid: "uid-agent".into(),
-        ..pod("agent")
-    };
-    assert!(matches!(
-        fx.manager.add(Some(&both), vec![spec("z")]).await,
-        Err(Error::InvalidArgument { .. })
-    ));
+    // (A pod named two ways is refused at the control edge: control::convert's tests.)
     assert!(dynamic_names(&fx.cri).is_empty());
 }
 
 #[tokio::test]
 async fn removal_is_graceful_and_the_name_stays_taken() {
-    let fx = fixture();
-    let by_uid = PodRef {
-        uid: "uid-agent".into(),
-        ..Default::default()
-    };
-    fx.manager
-        .add(Some(&by_uid), vec![spec("tool")])
-        .await
-        .unwrap();
+    let fx = fixture().await;
+    let by_uid = PodSelector::Uid("uid-agent".into());
+    fx.manager.add(&by_uid, vec![spec("tool")]).await.unwrap();
     let removed = fx
         .manager
-        .remove(Some(&by_uid), &["tool".into()], Some(5))
+        .remove(&by_uid, &["tool".into()], Some(5))
         .await
         .unwrap();
     assert_eq!(removed, ["tool"]);
@@ -260,13 +248,13 @@ async fn removal_is_graceful_and_the_name_stays_taken() {
     );
     let again = fx
         .manager
-        .add(Some(&by_uid), vec![spec("tool")])
+        .add(&by_uid, vec![spec("tool")])
         .await
         .unwrap_err();
     assert!(matches!(again, Error::AlreadyExists(_)));
     let unknown = fx
         .manager
-        .remove(Some(&by_uid), &["ghost".into()], None)
+        .remove(&by_uid, &["ghost".into()], None)
         .await
         .unwrap_err();
     assert!(matches!(&unknown, Error::NotFound(m) if m.starts_with("names[0]")));
@@ -274,9 +262,9 @@ async fn removal_is_graceful_and_the_name_stays_taken() {
 
 #[tokio::test]
 async fn pod_teardown_stops_then_removes_dynamic_containers() {
-    let fx = fixture();
+    let fx = fixture().await;
     fx.manager
-        .add(Some(&pod("agent")), vec![spec("a"), spec("b")])
+        .add(&(pod("agent")), vec![spec("a"), spec("b")])
         .await
         .unwrap();
     fx.manager.stop_pod("sb-mut").await;
@@ -291,7 +279,7 @@ async fn pod_teardown_stops_then_removes_dynamic_containers() {
     fx.manager.poll_once().await.unwrap();
     let exits = event_types(&fx.manager)
         .into_iter()
-        .filter(|(t, _)| *t == Type::Exited as i32)
+        .filter(|(t, _)| *t == Type::Exited)
         .count();
     assert_eq!(
         exits, 2,
@@ -299,22 +287,22 @@ async fn pod_teardown_stops_then_removes_dynamic_containers() {
     );
     let refused = fx
         .manager
-        .add(Some(&pod("agent")), vec![spec("late")])
+        .add(&(pod("agent")), vec![spec("late")])
         .await
         .unwrap_err();
     assert!(matches!(refused, Error::FailedPrecondition(_)));
     fx.manager.remove_pod("sb-mut").await;
     assert!(dynamic_names(&fx.cri).is_empty());
-    fx.manager.forget_pod("sb-mut");
+    fx.manager.forget_pod("sb-mut").await;
     assert!(fx.manager.store().get("sb-mut").is_none());
 }
 
 #[tokio::test]
 async fn exits_become_events_and_list_shows_the_exit_code() {
-    let fx = fixture();
+    let fx = fixture().await;
     let added = fx
         .manager
-        .add(Some(&pod("agent")), vec![spec("job")])
+        .add(&(pod("agent")), vec![spec("job")])
         .await
         .unwrap();
     fx.manager.poll_once().await.unwrap();
@@ -331,7 +319,7 @@ async fn exits_become_events_and_list_shows_the_exit_code() {
         .subscribe(1)
         .backlog
         .into_iter()
-        .filter(|e| e.r#type == Type::Exited as i32)
+        .filter(|e| e.kind == Type::Exited)
         .collect();
     assert_eq!(exits.len(), 1, "one event per exit");
     assert_eq!(exits[0].message, "exit code 3");
@@ -339,13 +327,13 @@ async fn exits_become_events_and_list_shows_the_exit_code() {
     assert_eq!(listed.len(), 1);
     assert_eq!(
         (listed[0].state, listed[0].exit_code),
-        (api::ContainerState::Exited as i32, 3)
+        (ContainerState::Exited, 3)
     );
 }
 
 #[tokio::test]
 async fn hiding_is_needed_only_while_dynamic_containers_may_exist() {
-    let fx = fixture();
+    let fx = fixture_unloaded().await;
     assert!(
         fx.manager.may_have_dynamic(),
         "unknown until loaded from containerd"
@@ -356,12 +344,12 @@ async fn hiding_is_needed_only_while_dynamic_containers_may_exist() {
         "loaded, and the node has none"
     );
     fx.manager
-        .add(Some(&pod("agent")), vec![spec("tool")])
+        .add(&(pod("agent")), vec![spec("tool")])
         .await
         .unwrap();
     assert!(fx.manager.may_have_dynamic());
     fx.manager
-        .remove(Some(&pod("agent")), &["tool".into()], Some(0))
+        .remove(&(pod("agent")), &["tool".into()], Some(0))
         .await
         .unwrap();
     assert!(!fx.manager.may_have_dynamic());
@@ -369,26 +357,26 @@ async fn hiding_is_needed_only_while_dynamic_containers_may_exist() {
 
 #[tokio::test]
 async fn an_add_interrupted_by_a_crash_is_rolled_back_at_start() {
-    let fx = fixture();
+    let fx = fixture().await;
     fx.manager
-        .add(Some(&pod("agent")), vec![spec("kept")])
+        .add(&(pod("agent")), vec![spec("kept")])
         .await
         .unwrap();
     // podgraft dies after creating the first container of a two-container add.
-    let batch = fx
-        .manager
-        .batches
-        .begin("sb-mut", vec!["half".into(), "never".into()])
-        .unwrap();
-    let mut config = crate::dynamic::translate::container_config(
+    let batches = &fx.manager.lifecycle.batches;
+    let batch = batches.next("sb-mut", vec!["half".into(), "never".into()]);
+    batches.begin(&batch).await.unwrap();
+    let codec = crate::dynamic::lifecycle::stored_spec::SpecCodec::default();
+    let mut config = super::translate::container_config(
         &spec("half"),
+        codec.encode(&spec("half")),
         &fx.cri.sandbox_config("sb-mut"),
         vec![],
         0,
         1 << 30,
     );
     config.labels.insert(
-        crate::dynamic::batches::BATCH_LABEL.into(),
+        crate::dynamic::model::keys::BATCH_LABEL.into(),
         batch.id.clone(),
     );
     fx.cri
@@ -409,9 +397,9 @@ async fn an_add_interrupted_by_a_crash_is_rolled_back_at_start() {
     );
     restarted.load().await.unwrap();
     assert_eq!(dynamic_names(&fx.cri), ["kept"]);
-    assert!(restarted.batches.interrupted().is_empty());
+    assert!(restarted.lifecycle.batches.interrupted().await.is_empty());
     assert!(
-        fx.manager.batches.interrupted().is_empty(),
+        fx.manager.lifecycle.batches.interrupted().await.is_empty(),
         "finished adds leave no batch behind"
     );
 }

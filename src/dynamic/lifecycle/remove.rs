@@ -1,36 +1,25 @@
 //! Removing dynamic containers: graceful stop, removal, then the pod shrinks back.
 
-use k8s_cri::v1 as cri;
+use super::Lifecycle;
+use crate::dynamic::error::{Error, Result};
+use crate::dynamic::model::{EventKind, PodId, PodSelector};
+use crate::dynamic::resources::Trigger;
 
-use super::error::{Error, Result};
-use super::growth::Trigger;
-use super::manager::{Manager, dynamic_filter, pod_ref};
-use super::translate::CONTAINER_NAME_LABEL;
-use crate::api::{PodRef, event::Type as EventType};
+/// The grace period when a request gives none (the kubelet's default for pods).
+pub const DEFAULT_GRACE_SECONDS: i64 = 30;
 
-impl Manager {
-    pub(super) async fn find(&self, sandbox_id: &str, name: &str) -> Result<Vec<cri::Container>> {
-        let mut filter = dynamic_filter(Some(sandbox_id));
-        filter
-            .label_selector
-            .insert(CONTAINER_NAME_LABEL.into(), name.to_string());
-        self.cri
-            .list_containers(filter)
-            .await
-            .map_err(Error::runtime("listing dynamic containers"))
-    }
-
+impl Lifecycle {
     /// Gracefully stops and removes the named dynamic containers.
     pub async fn remove(
         &self,
-        pod: Option<&PodRef>,
+        pod: &PodSelector,
         names: &[String],
         grace_seconds: Option<i64>,
     ) -> Result<Vec<String>> {
         if names.is_empty() {
             return Err(Error::invalid("names", "give at least one container name"));
         }
-        let grace = grace_seconds.unwrap_or(30);
+        let grace = grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
         if grace < 0 {
             return Err(Error::invalid(
                 "grace_period_seconds",
@@ -49,7 +38,7 @@ impl Manager {
             }
             targets.extend(found.into_iter().map(|c| (name.clone(), c.id)));
         }
-        let pod = pod_ref(&id, &sandbox.config());
+        let pod = PodId::new(&id, &sandbox.config());
         let results =
             futures_util::future::join_all(targets.iter().map(|(_, cid)| self.destroy(cid, grace)))
                 .await;
@@ -60,21 +49,18 @@ impl Manager {
                 failed.push(format!("{name:?} ({cid})"));
                 continue;
             }
-            if let Err(e) = self.store.remember_removed(&sandbox, &name) {
+            if let Err(e) = self.store.remember_removed(&sandbox, &name).await {
                 tracing::warn!(error = %e, "could not persist removed name");
             }
-            self.emit(EventType::Removed, &pod, &name, &cid, "");
+            self.emit(EventKind::Removed, &pod, &name, &cid, "");
             removed.push(name);
         }
         // Shrink the pod only after its containers are gone. Memory still in use by the pod's
         // other containers can refuse the shrink: then reconcile retries it, and the removal
         // itself has happened.
-        {
-            let _guard = sandbox.lock.lock().await;
-            self.ledger.release(&id, &removed);
-            if let Err(e) = self.apply_growth(&sandbox, Trigger::GrowthChanged) {
-                tracing::warn!(sandbox = %id, error = %e, "shrinking the pod after removal deferred");
-            }
+        self.ledger.release(&id, &removed);
+        if let Err(e) = self.cgroups.apply(&sandbox, Trigger::GrowthChanged).await {
+            tracing::warn!(sandbox = %id, error = %e, "shrinking the pod after removal deferred");
         }
         if !failed.is_empty() {
             return Err(Error::FailedPrecondition(format!(

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use k8s_cri::v1 as cri;
 
 use super::*;
-use crate::api::{self, ContainerSpec, PodRef};
 use crate::cgroup::{Limits, Mode, RealIo};
-use crate::dynamic::resources::{Bounds, MAX_MEMORY_ANNOTATION};
-use crate::dynamic::sandboxes::SandboxStore;
+use crate::dynamic::model::keys::MAX_MEMORY_ANNOTATION;
+use crate::dynamic::model::spec::testing::with_resources;
+use crate::dynamic::model::{ContainerSpec, PodSelector};
+use crate::dynamic::resources::Bounds;
+use crate::dynamic::state::SandboxStore;
 use crate::dynamic::{Error, Manager, ManagerSettings};
 use crate::testing::MemCri;
 
@@ -77,13 +79,21 @@ impl Fx {
 
     /// A manager over the fixture; a second call is podgraft after a restart.
     async fn manager(&self) -> Manager {
-        let m = self.manager_unloaded();
+        let m = self.build();
+        self.start_pods(&m).await;
         m.load().await.unwrap();
         m
     }
 
-    /// A manager that learns of the pods only as they start (RunPodSandbox), never from a load.
-    fn manager_unloaded(&self) -> Manager {
+    /// A manager that learns of the pods only as they start (RunPodSandbox), after its load.
+    async fn manager_pods_started_after_load(&self) -> Manager {
+        let m = self.build();
+        m.load().await.unwrap();
+        self.start_pods(&m).await;
+        m
+    }
+
+    fn build(&self) -> Manager {
         let store = SandboxStore::new(self.state.path(), ["podgraft".to_string()]);
         let settings = ManagerSettings {
             budget: self.budget,
@@ -94,7 +104,10 @@ impl Fx {
             }),
             ..ManagerSettings::default()
         };
-        let m = Manager::new(self.cri.clone(), store, settings);
+        Manager::new(self.cri.clone(), store, settings)
+    }
+
+    async fn start_pods(&self, m: &Manager) {
         for name in ["agent", "capped"] {
             let id = format!("sb-{name}");
             let mut config = self.cri.sandbox_config(&id);
@@ -109,32 +122,24 @@ impl Fx {
                     config: Some(config),
                     runtime_handler: "podgraft".into(),
                 },
-            );
+            )
+            .await;
         }
-        m
     }
 }
 
-fn pod(name: &str) -> Option<PodRef> {
-    Some(PodRef {
+fn pod(name: &str) -> PodSelector {
+    PodSelector::Name {
         namespace: "default".into(),
         name: name.into(),
-        ..Default::default()
-    })
+    }
 }
 
 fn with_memory(name: &str, memory: &str) -> ContainerSpec {
     ContainerSpec {
         name: name.into(),
         image: "busybox:1".into(),
-        resources: Some(api::Resources {
-            requests: None,
-            limits: Some(api::ResourceList {
-                cpu: "250m".into(),
-                memory: memory.into(),
-            }),
-        }),
-        ..Default::default()
+        ..with_resources(("", ""), ("250m", memory))
     }
 }
 
@@ -143,7 +148,7 @@ async fn grows_before_adding_and_shrinks_after_removing() {
     let fx = Fx::new(Bounds::default());
     let m = fx.manager().await;
     m.add(
-        pod("agent").as_ref(),
+        &pod("agent"),
         vec![with_memory("a", "32Mi"), with_memory("b", "16Mi")],
     )
     .await
@@ -156,11 +161,11 @@ async fn grows_before_adding_and_shrinks_after_removing() {
     )
     .unwrap();
     assert_eq!(quota.trim(), "-1", "an unlimited pod quota stays unlimited");
-    m.remove(pod("agent").as_ref(), &["a".into()], Some(0))
+    m.remove(&pod("agent"), &["a".into()], Some(0))
         .await
         .unwrap();
     assert_eq!(read_memory(&fx, "uid-agent"), BASE_MEMORY + (16 << 20));
-    m.remove(pod("agent").as_ref(), &["b".into()], Some(0))
+    m.remove(&pod("agent"), &["b".into()], Some(0))
         .await
         .unwrap();
     assert_eq!(read_memory(&fx, "uid-agent"), BASE_MEMORY);
@@ -169,8 +174,8 @@ async fn grows_before_adding_and_shrinks_after_removing() {
 #[tokio::test]
 async fn the_first_add_to_a_newly_started_pod_grows_it() {
     let fx = Fx::new(Bounds::default());
-    let m = fx.manager_unloaded();
-    m.add(pod("agent").as_ref(), vec![with_memory("a", "32Mi")])
+    let m = fx.manager_pods_started_after_load().await;
+    m.add(&pod("agent"), vec![with_memory("a", "32Mi")])
         .await
         .unwrap();
     assert_eq!(read_memory(&fx, "uid-agent"), BASE_MEMORY + (32 << 20));
@@ -182,7 +187,7 @@ async fn a_failed_add_gives_the_room_back() {
     let m = fx.manager().await;
     fx.cri.fail_start.lock().unwrap().insert("b".into());
     m.add(
-        pod("agent").as_ref(),
+        &pod("agent"),
         vec![with_memory("a", "32Mi"), with_memory("b", "16Mi")],
     )
     .await
@@ -198,11 +203,11 @@ async fn ceilings_and_budget_bound_growth() {
     });
     let m = fx.manager().await;
     // The pod ceiling (48Mi) refuses what the node budget would allow.
-    m.add(pod("capped").as_ref(), vec![with_memory("a", "32Mi")])
+    m.add(&pod("capped"), vec![with_memory("a", "32Mi")])
         .await
         .unwrap();
     let err = m
-        .add(pod("capped").as_ref(), vec![with_memory("b", "32Mi")])
+        .add(&pod("capped"), vec![with_memory("b", "32Mi")])
         .await
         .unwrap_err();
     assert!(
@@ -210,11 +215,11 @@ async fn ceilings_and_budget_bound_growth() {
         "{err:?}"
     );
     // The node budget (64Mi) refuses across pods.
-    m.add(pod("agent").as_ref(), vec![with_memory("c", "32Mi")])
+    m.add(&pod("agent"), vec![with_memory("c", "32Mi")])
         .await
         .unwrap();
     let err = m
-        .add(pod("agent").as_ref(), vec![with_memory("d", "1Mi")])
+        .add(&pod("agent"), vec![with_memory("d", "1Mi")])
         .await
         .unwrap_err();
     assert!(
@@ -229,7 +234,7 @@ async fn ceilings_and_budget_bound_growth() {
 async fn restart_recounts_growth_and_follows_kubelet_resizes() {
     let fx = Fx::new(Bounds::default());
     let m = fx.manager().await;
-    m.add(pod("agent").as_ref(), vec![with_memory("a", "32Mi")])
+    m.add(&pod("agent"), vec![with_memory("a", "32Mi")])
         .await
         .unwrap();
     drop(m);
@@ -242,13 +247,13 @@ async fn restart_recounts_growth_and_follows_kubelet_resizes() {
         format!("{}\n", 256 << 20),
     )
     .unwrap();
-    m.pod_resized("sb-agent");
+    m.pod_resized("sb-agent").await;
     assert_eq!(read_memory(&fx, "uid-agent"), (256 << 20) + (32 << 20));
     // Anything else that changes the cgroup is drift: reconcile restores baseline + growth.
     std::fs::write(memory_file(fx.cgroups.path(), "uid-agent"), "1000000000\n").unwrap();
-    m.reconcile_cgroups();
+    m.reconcile_cgroups().await;
     assert_eq!(read_memory(&fx, "uid-agent"), (256 << 20) + (32 << 20));
-    m.remove(pod("agent").as_ref(), &["a".into()], Some(0))
+    m.remove(&pod("agent"), &["a".into()], Some(0))
         .await
         .unwrap();
     assert_eq!(read_memory(&fx, "uid-agent"), 256 << 20);
@@ -258,7 +263,7 @@ async fn restart_recounts_growth_and_follows_kubelet_resizes() {
 async fn a_shrink_below_usage_waits_for_room() {
     let fx = Fx::new(Bounds::default());
     let m = fx.manager().await;
-    m.add(pod("agent").as_ref(), vec![with_memory("a", "32Mi")])
+    m.add(&pod("agent"), vec![with_memory("a", "32Mi")])
         .await
         .unwrap();
     // The pod's other containers now use more than the baseline.
@@ -267,7 +272,7 @@ async fn a_shrink_below_usage_waits_for_room() {
         .path()
         .join("memory/kubepods/burstable/poduid-agent/memory.usage_in_bytes");
     std::fs::write(&usage, format!("{}\n", 150 << 20)).unwrap();
-    m.remove(pod("agent").as_ref(), &["a".into()], Some(0))
+    m.remove(&pod("agent"), &["a".into()], Some(0))
         .await
         .unwrap();
     assert_eq!(
@@ -276,7 +281,7 @@ async fn a_shrink_below_usage_waits_for_room() {
         "never below usage"
     );
     std::fs::write(&usage, format!("{}\n", 20 << 20)).unwrap();
-    m.reconcile_cgroups();
+    m.reconcile_cgroups().await;
     assert_eq!(read_memory(&fx, "uid-agent"), BASE_MEMORY);
 }
 
@@ -284,7 +289,7 @@ async fn a_shrink_below_usage_waits_for_room() {
 async fn limits_read_back_unchanged_when_there_is_no_growth() {
     let fx = Fx::new(Bounds::default());
     let m = fx.manager().await;
-    m.reconcile_cgroups();
+    m.reconcile_cgroups().await;
     let pod = crate::cgroup::PodCgroup::new(
         fx.cgroups.path(),
         Mode::V1,
@@ -356,48 +361,35 @@ async fn grows_on_v2_and_systemd_trees_too() {
                 SandboxStore::new(state.path(), ["podgraft".to_string()]),
                 settings,
             );
+            m.load().await.unwrap();
             m.pod_started(
                 "sb",
                 &cri::RunPodSandboxRequest {
                     config: Some(config),
                     runtime_handler: "podgraft".into(),
                 },
-            );
+            )
+            .await;
             let pod_cg = PodCgroup::new(root.path(), mode, parent).unwrap();
             let before = pod_cg.read(&RealIo).unwrap();
             let spec = ContainerSpec {
-                resources: Some(api::Resources {
-                    requests: None,
-                    limits: Some(api::ResourceList {
-                        cpu: "500m".into(),
-                        memory: "32Mi".into(),
-                    }),
-                }),
+                resources: with_resources(("", ""), ("500m", "32Mi")).resources,
                 ..with_memory("a", "")
             };
             if parent.starts_with("kubepods-pod") {
                 // A Guaranteed pod: the container must have cpu and memory limits (and requests =
                 // limits); one without a cpu limit would make the pod Burstable.
                 let no_cpu = ContainerSpec {
-                    resources: Some(api::Resources {
-                        requests: None,
-                        limits: Some(api::ResourceList {
-                            cpu: String::new(),
-                            memory: "32Mi".into(),
-                        }),
-                    }),
+                    resources: with_resources(("", ""), ("", "32Mi")).resources,
                     ..with_memory("bad", "")
                 };
-                let err = m
-                    .add(pod("agent").as_ref(), vec![no_cpu])
-                    .await
-                    .unwrap_err();
+                let err = m.add(&pod("agent"), vec![no_cpu]).await.unwrap_err();
                 assert!(
                     matches!(&err, Error::InvalidArgument { field, .. } if field == "containers[0].resources.limits.cpu"),
                     "{err:?}"
                 );
             }
-            m.add(pod("agent").as_ref(), vec![spec]).await.unwrap();
+            m.add(&pod("agent"), vec![spec]).await.unwrap();
             let grown = pod_cg.read(&RealIo).unwrap();
             assert_eq!(
                 grown.memory,
@@ -405,7 +397,7 @@ async fn grows_on_v2_and_systemd_trees_too() {
                 "{mode:?} {parent}"
             );
             assert_eq!(grown.cpu_quota, Some(250_000), "{mode:?} {parent}");
-            m.remove(pod("agent").as_ref(), &["a".into()], Some(0))
+            m.remove(&pod("agent"), &["a".into()], Some(0))
                 .await
                 .unwrap();
             assert_eq!(pod_cg.read(&RealIo).unwrap(), before, "{mode:?} {parent}");

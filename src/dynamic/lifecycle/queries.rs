@@ -1,18 +1,19 @@
-//! Read-side operations of the [`Manager`]: list, get, exec, and the API view of a container.
+//! The read side: list, get, exec, and the view of one container.
 
 use k8s_cri::v1 as cri;
 
-use super::error::{Error, Result};
-use super::manager::{Manager, api_state, dynamic_filter, pod_ref};
-use super::sandboxes::Sandbox;
-use super::translate::{self, RESTART_COUNT_ANNOTATION, SPEC_ANNOTATION};
-use crate::api::{self, DynamicContainer, PodRef};
+use super::{Lifecycle, dynamic_filter};
+use crate::dynamic::error::{Error, Result};
+use crate::dynamic::model::keys::{RESTART_COUNT_ANNOTATION, SPEC_ANNOTATION};
+use crate::dynamic::model::{ContainerState, ContainerView, PodId, PodSelector};
+use crate::dynamic::state::Sandbox;
 
-impl Manager {
-    pub async fn list(&self, pod: Option<&PodRef>) -> Result<Vec<DynamicContainer>> {
+impl Lifecycle {
+    /// The dynamic containers of the selected pod, or of every mutable pod.
+    pub async fn list(&self, pod: Option<&PodSelector>) -> Result<Vec<ContainerView>> {
         let sandboxes = match pod {
-            Some(p) if *p != PodRef::default() => vec![self.resolve(Some(p)).await?],
-            _ => self.store.all(),
+            Some(p) => vec![self.resolve(p).await?],
+            None => self.store.all(),
         };
         let mut out = Vec::new();
         for sandbox in sandboxes {
@@ -22,7 +23,7 @@ impl Manager {
                 .await
                 .map_err(Error::runtime("listing dynamic containers"))?;
             for c in containers {
-                match self.describe_container(&sandbox, &c.id).await {
+                match self.describe(&sandbox, &c.id).await {
                     Ok(d) => out.push(d),
                     // Removed between the list and the status: not an error for a listing.
                     Err(Error::Runtime { source, .. }) if source.is_not_found() => {}
@@ -30,14 +31,11 @@ impl Manager {
                 }
             }
         }
-        out.sort_by(|a, b| {
-            (&a.pod.as_ref().map(|p| &p.sandbox_id), &a.name)
-                .cmp(&(&b.pod.as_ref().map(|p| &p.sandbox_id), &b.name))
-        });
+        out.sort_by(|a, b| (&a.pod.sandbox_id, &a.name).cmp(&(&b.pod.sandbox_id, &b.name)));
         Ok(out)
     }
 
-    pub async fn get(&self, pod: Option<&PodRef>, name: &str) -> Result<DynamicContainer> {
+    pub async fn get(&self, pod: &PodSelector, name: &str) -> Result<ContainerView> {
         let sandbox = self.resolve(pod).await?;
         let found = self.find(&sandbox.id(), name).await?;
         let Some(newest) = found.into_iter().max_by_key(|c| c.created_at) else {
@@ -46,12 +44,12 @@ impl Manager {
                 sandbox.id()
             )));
         };
-        self.describe_container(&sandbox, &newest.id).await
+        self.describe(&sandbox, &newest.id).await
     }
 
     pub async fn exec(
         &self,
-        pod: Option<&PodRef>,
+        pod: &PodSelector,
         name: &str,
         cmd: Vec<String>,
         timeout: i64,
@@ -60,7 +58,7 @@ impl Manager {
             return Err(Error::invalid("command", "must not be empty"));
         }
         let c = self.get(pod, name).await?;
-        if c.state != api::ContainerState::Running as i32 {
+        if c.state != ContainerState::Running {
             return Err(Error::FailedPrecondition(format!(
                 "container {name:?} is not running"
             )));
@@ -75,11 +73,7 @@ impl Manager {
             .map_err(Error::runtime(format!("exec in {name:?}")))
     }
 
-    pub(super) async fn describe_container(
-        &self,
-        sandbox: &Sandbox,
-        cid: &str,
-    ) -> Result<DynamicContainer> {
+    pub(super) async fn describe(&self, sandbox: &Sandbox, cid: &str) -> Result<ContainerView> {
         let status = self
             .cri
             .container_status(cid, false)
@@ -89,18 +83,17 @@ impl Manager {
         let spec = st
             .annotations
             .get(SPEC_ANNOTATION)
-            .and_then(|s| translate::decode_spec(s))
+            .and_then(|s| self.specs.decode(s))
             .unwrap_or_default();
-        let config = sandbox.config();
-        Ok(DynamicContainer {
-            pod: Some(pod_ref(&sandbox.id(), &config)),
+        Ok(ContainerView {
+            pod: PodId::new(&sandbox.id(), &sandbox.config()),
             name: st
                 .metadata
                 .as_ref()
                 .map(|m| m.name.clone())
                 .unwrap_or_default(),
             container_id: st.id.clone(),
-            state: api_state(st.state) as i32,
+            state: ContainerState::from_cri(st.state),
             exit_code: st.exit_code,
             reason: st.reason.clone(),
             message: st.message.clone(),
@@ -112,12 +105,9 @@ impl Manager {
                 .get(RESTART_COUNT_ANNOTATION)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
-            image: spec.image.clone(),
             image_id: st.image_ref.clone(),
-            resources: spec.resources.clone(),
-            labels: spec.labels.clone(),
             log_path: st.log_path.clone(),
-            spec: Some(spec),
+            spec,
         })
     }
 }

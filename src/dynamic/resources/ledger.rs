@@ -1,22 +1,17 @@
-//! Resource admission for dynamic containers: the pod's QoS class must not change, and growth is
-//! bounded by a per-pod ceiling (pod annotations) and a node-wide budget (config). Reservations are
-//! taken atomically per request, so concurrent adds can never overshoot either bound.
+//! The ledger of dynamic growth: what each dynamic container adds to its pod, bounded by a per-pod
+//! ceiling (pod annotations) and a node-wide budget (config). Reservations are taken atomically
+//! per request, so concurrent adds can never overshoot either bound.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use k8s_cri::v1 as cri;
 
-use super::error::{Error, Result};
-use super::quantity;
-use super::translate::{Qos, milli_cpu_to_shares};
-use crate::api::ContainerSpec;
 use crate::cgroup::Growth;
-
-/// Pod annotation: the most CPU (Kubernetes quantity) the pod's dynamic containers may add together.
-pub const MAX_CPU_ANNOTATION: &str = "podgraft.io/max-cpu";
-/// Pod annotation: the most memory the pod's dynamic containers may add together.
-pub const MAX_MEMORY_ANNOTATION: &str = "podgraft.io/max-memory";
+use crate::dynamic::error::{Error, Result};
+use crate::dynamic::model::ContainerSpec;
+use crate::dynamic::model::keys::{MAX_CPU_ANNOTATION, MAX_MEMORY_ANNOTATION};
+use crate::dynamic::model::quantity;
 
 /// Upper bounds on growth; `None` is unbounded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,66 +42,12 @@ impl Bounds {
 /// What one container adds to its pod: its CPU and memory limits, and its CPU request as shares
 /// (requests default to limits).
 pub fn growth_of(spec: &ContainerSpec) -> Growth {
-    let r = quantity::Resources::of(spec);
+    let r = spec.resources.amounts();
     Growth {
         cpu_milli: r.cpu_limit,
-        cpu_shares: if r.cpu_request > 0 {
-            milli_cpu_to_shares(r.cpu_request)
-        } else {
-            0
-        },
+        cpu_shares: r.request_shares(),
         memory: r.memory_limit,
     }
-}
-
-/// Refuses a container that would change the pod's QoS class.
-pub fn check_qos(qos: Qos, spec: &ContainerSpec, i: usize) -> Result<()> {
-    let res = spec.resources.clone().unwrap_or_default();
-    let (req, lim) = (
-        res.requests.unwrap_or_default(),
-        res.limits.unwrap_or_default(),
-    );
-    let field = format!("containers[{i}].resources");
-    match qos {
-        Qos::BestEffort => {
-            if [&req.cpu, &req.memory, &lim.cpu, &lim.memory]
-                .iter()
-                .any(|v| !v.is_empty())
-            {
-                return Err(Error::invalid(
-                    field,
-                    "the pod is BestEffort: its containers may set no requests or limits",
-                ));
-            }
-        }
-        Qos::Guaranteed => {
-            for (name, request, limit, parse) in [
-                (
-                    "cpu",
-                    &req.cpu,
-                    &lim.cpu,
-                    quantity::milli_cpu as fn(&str) -> Option<i64>,
-                ),
-                ("memory", &req.memory, &lim.memory, quantity::bytes),
-            ] {
-                if limit.is_empty() {
-                    return Err(Error::invalid(
-                        format!("{field}.limits.{name}"),
-                        "the pod is Guaranteed: every container needs cpu and memory limits",
-                    ));
-                }
-                if !request.is_empty() && parse(request) != parse(limit) {
-                    return Err(Error::invalid(
-                        format!("{field}.requests.{name}"),
-                        "the pod is Guaranteed: requests must equal limits",
-                    ));
-                }
-            }
-        }
-        // A Burstable pod stays Burstable whatever is added: its existing containers keep it so.
-        Qos::Burstable => {}
-    }
-    Ok(())
 }
 
 /// Every reservation of dynamic growth on the node, by sandbox and container name.
@@ -226,41 +167,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api;
-
-    fn spec(req: (&str, &str), lim: (&str, &str)) -> ContainerSpec {
-        ContainerSpec {
-            name: "x".into(),
-            image: "i".into(),
-            resources: Some(api::Resources {
-                requests: Some(api::ResourceList {
-                    cpu: req.0.into(),
-                    memory: req.1.into(),
-                }),
-                limits: Some(api::ResourceList {
-                    cpu: lim.0.into(),
-                    memory: lim.1.into(),
-                }),
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn qos_class_never_changes() {
-        assert!(check_qos(Qos::BestEffort, &spec(("", ""), ("", "")), 0).is_ok());
-        assert!(check_qos(Qos::BestEffort, &spec(("100m", ""), ("", "")), 0).is_err());
-        assert!(check_qos(Qos::Guaranteed, &spec(("", ""), ("1", "64Mi")), 0).is_ok());
-        assert!(check_qos(Qos::Guaranteed, &spec(("1000m", "64Mi"), ("1", "64Mi")), 0).is_ok());
-        match check_qos(Qos::Guaranteed, &spec(("500m", ""), ("1", "64Mi")), 3) {
-            Err(Error::InvalidArgument { field, .. }) => {
-                assert_eq!(field, "containers[3].resources.requests.cpu")
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(check_qos(Qos::Guaranteed, &spec(("", ""), ("1", "")), 0).is_err());
-        assert!(check_qos(Qos::Burstable, &spec(("100m", ""), ("", "1Gi")), 0).is_ok());
-    }
+    use crate::dynamic::model::spec::testing::with_resources as spec;
 
     #[test]
     fn growth_counts_limits_and_request_shares() {

@@ -1,0 +1,395 @@
+//! Adding containers, as a chain of steps run by [`Chain`]: under the pod's lock, admission
+//! against the pod, then the name reservation and the growth (ledger and pod cgroup); then the
+//! crash-safety record and, per container, pull and create-and-start. Any failure undoes every
+//! step before it: all of the request's containers, or none.
+
+use std::sync::Arc;
+
+use k8s_cri::v1 as cri;
+
+use super::chain::{Chain, Step};
+use super::{Lifecycle, translate};
+use crate::BoxFuture;
+use crate::dynamic::admission;
+use crate::dynamic::error::{Error, Result};
+use crate::dynamic::model::keys::BATCH_LABEL;
+use crate::dynamic::model::spec::PullPolicy;
+use crate::dynamic::model::{
+    ContainerSpec, ContainerState, ContainerView, EventKind, PodId, PodSelector,
+};
+use crate::dynamic::registry::Entry;
+use crate::dynamic::resources::{Bounds, Trigger, growth_of};
+use crate::dynamic::state::{Batch, Sandbox};
+
+/// What every step of one add works on.
+struct AddCx<'a> {
+    lc: &'a Lifecycle,
+    sandbox: Arc<Sandbox>,
+    id: String,
+    pod: PodId,
+    config: cri::PodSandboxConfig,
+}
+
+/// The request's names, reserved while the add is in flight.
+struct ReserveNames(Vec<String>);
+
+impl Step<AddCx<'_>> for ReserveNames {
+    fn name(&self) -> String {
+        "reserve names".into()
+    }
+
+    fn run<'a>(&'a mut self, cx: &'a AddCx<'_>) -> BoxFuture<'a, Result<()>> {
+        let result = cx
+            .lc
+            .registry
+            .reserve_names(&cx.id, &self.0)
+            .map_err(|name| {
+                Error::AlreadyExists(format!("{name:?} is being added to this pod already"))
+            });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn undo<'a>(&'a mut self, cx: &'a AddCx<'_>, _clean: bool) -> BoxFuture<'a, bool> {
+        cx.lc.registry.release_names(&cx.id, &self.0);
+        Box::pin(std::future::ready(true))
+    }
+
+    // The containers are in the registry by now, so the node never looks free of dynamic
+    // containers in between.
+    fn finish<'a>(&'a mut self, cx: &'a AddCx<'_>) -> BoxFuture<'a, ()> {
+        cx.lc.registry.release_names(&cx.id, &self.0);
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// Room for the new containers: reserved in the ledger, then the pod cgroup grown to hold it,
+/// before any of them exists.
+struct Grow {
+    growth: Vec<(String, crate::cgroup::Growth)>,
+    reserved: bool,
+}
+
+impl Step<AddCx<'_>> for Grow {
+    fn name(&self) -> String {
+        "reserve and grow".into()
+    }
+
+    fn run<'a>(&'a mut self, cx: &'a AddCx<'_>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if !cx.lc.cgroups.knows_baseline(&cx.sandbox) {
+                // First growth of this pod: learn its baseline before the new reservation counts.
+                cx.lc.cgroups.apply(&cx.sandbox, Trigger::Reconcile).await?;
+            }
+            cx.lc
+                .ledger
+                .reserve(&cx.id, Bounds::from_pod(&cx.config), &self.growth)?;
+            self.reserved = true;
+            cx.lc
+                .cgroups
+                .apply(&cx.sandbox, Trigger::GrowthChanged)
+                .await
+        })
+    }
+
+    fn undo<'a>(&'a mut self, cx: &'a AddCx<'_>, _clean: bool) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            if !self.reserved {
+                return true;
+            }
+            let names: Vec<String> = self.growth.iter().map(|(n, _)| n.clone()).collect();
+            cx.lc.ledger.release(&cx.id, &names);
+            if let Err(e) = cx
+                .lc
+                .cgroups
+                .apply(&cx.sandbox, Trigger::GrowthChanged)
+                .await
+            {
+                tracing::warn!(sandbox = %cx.id, error = %e, "shrinking the pod after a failed add failed; reconcile will retry");
+            }
+            true
+        })
+    }
+}
+
+/// The add, on disk until it has finished or been rolled back (see `state::batches`).
+struct RecordBatch(Batch);
+
+impl Step<AddCx<'_>> for RecordBatch {
+    fn name(&self) -> String {
+        "record the add".into()
+    }
+
+    fn run<'a>(&'a mut self, cx: &'a AddCx<'_>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            cx.lc
+                .batches
+                .begin(&self.0)
+                .await
+                .map_err(|e| Error::Internal(format!("recording the add: {e}")))
+        })
+    }
+
+    /// A container that could not be removed now is removed at the next start: the record stays.
+    fn undo<'a>(&'a mut self, cx: &'a AddCx<'_>, clean: bool) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            if clean {
+                cx.lc.batches.end(&self.0).await;
+            }
+            clean
+        })
+    }
+
+    fn finish<'a>(&'a mut self, cx: &'a AddCx<'_>) -> BoxFuture<'a, ()> {
+        Box::pin(cx.lc.batches.end(&self.0))
+    }
+}
+
+/// The image, as `imagePullPolicy` asks.
+struct Pull {
+    i: usize,
+    spec: ContainerSpec,
+}
+
+impl Step<AddCx<'_>> for Pull {
+    fn name(&self) -> String {
+        format!("containers[{}]: pull", self.i)
+    }
+
+    fn run<'a>(&'a mut self, cx: &'a AddCx<'_>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let (i, spec) = (self.i, &self.spec);
+            if spec.pull_policy != PullPolicy::Always {
+                let present = cx
+                    .lc
+                    .cri
+                    .image_status(&spec.image)
+                    .await
+                    .map_err(Error::runtime("checking the image"))?
+                    .is_some();
+                if present {
+                    return Ok(());
+                }
+                if spec.pull_policy == PullPolicy::Never {
+                    return Err(Error::FailedPrecondition(format!(
+                        "containers[{i}].image: {:?} is not present and imagePullPolicy is Never",
+                        spec.image
+                    )));
+                }
+            }
+            let auth = spec.registry_auth.clone().map(|a| cri::AuthConfig {
+                username: a.username,
+                password: a.password,
+                auth: a.auth,
+                server_address: a.server_address,
+                identity_token: a.identity_token,
+                registry_token: a.registry_token,
+            });
+            cx.lc
+                .cri
+                .pull_image(cri::PullImageRequest {
+                    image: Some(cri::ImageSpec {
+                        image: spec.image.clone(),
+                        ..Default::default()
+                    }),
+                    auth,
+                    sandbox_config: Some(cx.config.clone()),
+                })
+                .await
+                .map_err(Error::runtime(format!(
+                    "containers[{i}].image: pulling {:?}",
+                    spec.image
+                )))?;
+            Ok(())
+        })
+    }
+}
+
+/// One container, created and started; undone by stopping and removing it.
+struct CreateAndStart {
+    i: usize,
+    name: String,
+    config: Option<cri::ContainerConfig>,
+    created: Arc<std::sync::Mutex<Vec<String>>>,
+    id: Option<String>,
+}
+
+impl Step<AddCx<'_>> for CreateAndStart {
+    fn name(&self) -> String {
+        format!("containers[{}]: create and start", self.i)
+    }
+
+    fn run<'a>(&'a mut self, cx: &'a AddCx<'_>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let (i, name) = (self.i, self.name.clone());
+            let req = cri::CreateContainerRequest {
+                pod_sandbox_id: cx.id.clone(),
+                config: self.config.take(),
+                sandbox_config: Some(cx.config.clone()),
+            };
+            let cid = cx
+                .lc
+                .cri
+                .create_container(req)
+                .await
+                .map_err(Error::runtime(format!(
+                    "containers[{i}]: creating {name:?}"
+                )))?;
+            let entry = Entry {
+                sandbox_id: cx.id.clone(),
+                name: name.clone(),
+                state: ContainerState::Created,
+                attempt: 0,
+            };
+            cx.lc.registry.upsert(&cid, entry);
+            self.id = Some(cid.clone());
+            self.created
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(cid.clone());
+            cx.lc.emit(EventKind::Added, &cx.pod, &name, &cid, "");
+            cx.lc
+                .cri
+                .start_container(&cid)
+                .await
+                .map_err(Error::runtime(format!(
+                    "containers[{i}]: starting {name:?}"
+                )))?;
+            cx.lc.registry.set_state(&cid, ContainerState::Running);
+            cx.lc.emit(EventKind::Started, &cx.pod, &name, &cid, "");
+            Ok(())
+        })
+    }
+
+    fn undo<'a>(&'a mut self, cx: &'a AddCx<'_>, _clean: bool) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            match &self.id {
+                Some(cid) => cx.lc.destroy(cid, 0).await,
+                None => true,
+            }
+        })
+    }
+}
+
+impl Lifecycle {
+    /// Adds and starts `specs` in the pod: all of them, or none.
+    pub async fn add(
+        &self,
+        pod: &PodSelector,
+        specs: Vec<ContainerSpec>,
+    ) -> Result<Vec<ContainerView>> {
+        admission::request(&specs)?;
+        let sandbox = self.resolve(pod).await?;
+        let id = sandbox.id();
+        let config = sandbox.config();
+        let cx = AddCx {
+            lc: self,
+            pod: PodId::new(&id, &config),
+            sandbox: sandbox.clone(),
+            id: id.clone(),
+            config,
+        };
+        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        let created = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut chain = Chain::new(&cx);
+        let mounts = {
+            // Admission, the name reservation and growth are one step per pod, so concurrent
+            // adds never overshoot or take one name twice.
+            let _guard = sandbox.lock.lock().await;
+            let facts = self.pod_facts(&sandbox, &specs).await?;
+            let mounts = admission::admit(&specs, &facts)?;
+            chain.run(ReserveNames(names.clone())).await?;
+            let growth = specs
+                .iter()
+                .map(|s| (s.name.clone(), growth_of(s)))
+                .collect();
+            chain
+                .run(Grow {
+                    growth,
+                    reserved: false,
+                })
+                .await?;
+            mounts
+        };
+        let result = async {
+            let batch = self.batches.next(&id, names.clone());
+            let batch_id = batch.id.clone();
+            chain.run(RecordBatch(batch)).await?;
+            for (i, (spec, mounts)) in specs.iter().zip(mounts).enumerate() {
+                let mut config = translate::container_config(
+                    spec,
+                    self.specs.encode(spec),
+                    &cx.config,
+                    mounts,
+                    0,
+                    self.settings.memory_capacity,
+                );
+                config.labels.insert(BATCH_LABEL.into(), batch_id.clone());
+                chain
+                    .run(Pull {
+                        i,
+                        spec: spec.clone(),
+                    })
+                    .await?;
+                chain
+                    .run(CreateAndStart {
+                        i,
+                        name: spec.name.clone(),
+                        config: Some(config),
+                        created: created.clone(),
+                        id: None,
+                    })
+                    .await?;
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        if let Err(failure) = result {
+            let rolled_back = created.lock().unwrap_or_else(|e| e.into_inner()).len();
+            for spec in &specs {
+                self.emit(
+                    EventKind::Failed,
+                    &cx.pod,
+                    &spec.name,
+                    "",
+                    &failure.to_string(),
+                );
+            }
+            tracing::warn!(sandbox = %id, error = %failure, rolled_back, "add failed; rolled back");
+            return Err(failure);
+        }
+        chain.finish().await;
+        let ids = created.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut out = Vec::with_capacity(ids.len());
+        for (cid, spec) in ids.iter().zip(specs) {
+            out.push(self.describe_after_add(&sandbox, cid, spec).await);
+        }
+        Ok(out)
+    }
+
+    /// The new container as containerd reports it; if that read fails, what podgraft knows: the
+    /// containers exist and run, so the add must not look failed (a retry would only meet
+    /// ALREADY_EXISTS).
+    async fn describe_after_add(
+        &self,
+        sandbox: &Sandbox,
+        cid: &str,
+        spec: ContainerSpec,
+    ) -> ContainerView {
+        match self.describe(sandbox, cid).await {
+            Ok(view) => view,
+            Err(e) => {
+                tracing::warn!(container = cid, error = %e, "reading a new container's status failed; answering with what is known");
+                let pod = PodId::new(&sandbox.id(), &sandbox.config());
+                ContainerView {
+                    pod,
+                    name: spec.name.clone(),
+                    container_id: cid.to_string(),
+                    state: ContainerState::Running,
+                    log_path: format!("{}/{}/0.log", sandbox.config().log_directory, spec.name),
+                    spec,
+                    ..Default::default()
+                }
+            }
+        }
+    }
+}

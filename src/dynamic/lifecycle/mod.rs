@@ -1,0 +1,128 @@
+//! Everything that changes dynamic containers: adds (a chain of steps with undos), removals, pod
+//! teardown as the relay reports it, loading state at start, and the supervisor loop. The only
+//! writer of the [`Registry`].
+//!
+//! - [`add`] over [`chain`]: admission, reservation, growth, batch record, pull, create, start;
+//! - [`remove`]; [`teardown`]: the pod lifecycle calls the relay sees;
+//! - [`load`]: rebuilding state from containerd at start;
+//! - [`supervisor`]: exit detection and cgroup reconciliation (later restarts, probes, GC);
+//! - [`queries`]: list, get, exec;
+//! - [`resolve`]: finding the pod a request names, and the facts admission needs about it;
+//! - [`translate`], [`stored_spec`]: the CRI config of a container, and the spec kept with it.
+
+mod add;
+mod chain;
+mod load;
+mod queries;
+mod remove;
+mod resolve;
+pub mod stored_spec;
+mod supervisor;
+mod teardown;
+pub mod translate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_cri::v1 as cri;
+
+use super::events::EventLog;
+use super::host::Host;
+use super::model::keys::{CONTAINER_NAME_LABEL, DYNAMIC_LABEL};
+use super::model::{Event, EventKind, PodId};
+use super::registry::Registry;
+use super::resources::{Ledger, PodCgroups};
+use super::state::{BatchLog, SandboxStore};
+use crate::cri::Cri;
+
+/// Tunables of lifecycle operations.
+#[derive(Clone)]
+pub struct LifecycleSettings {
+    /// Grace period for dynamic containers when their pod is stopped.
+    pub pod_stop_grace: Duration,
+    /// Node memory, for the kubelet's oom_score_adj formula.
+    pub memory_capacity: i64,
+}
+
+/// The components lifecycle code works with; each owns its own state.
+pub struct Lifecycle {
+    pub cri: Arc<dyn Cri>,
+    pub store: Arc<SandboxStore>,
+    pub registry: Arc<Registry>,
+    pub ledger: Arc<Ledger>,
+    pub cgroups: PodCgroups,
+    pub events: Arc<EventLog>,
+    pub batches: BatchLog,
+    pub specs: stored_spec::SpecCodec,
+    pub host: Arc<dyn Host>,
+    pub settings: LifecycleSettings,
+}
+
+/// The CRI filter for dynamic containers, of one sandbox or all.
+fn dynamic_filter(sandbox: Option<&str>) -> cri::ContainerFilter {
+    cri::ContainerFilter {
+        pod_sandbox_id: sandbox.unwrap_or_default().to_string(),
+        label_selector: [(DYNAMIC_LABEL.to_string(), "true".to_string())].into(),
+        ..Default::default()
+    }
+}
+
+fn name_of(c: &cri::Container) -> &str {
+    c.metadata
+        .as_ref()
+        .map(|m| m.name.as_str())
+        .unwrap_or_default()
+}
+
+impl Lifecycle {
+    /// The dynamic containers of `sandbox_id` named `name` (every attempt).
+    async fn find(&self, sandbox_id: &str, name: &str) -> super::Result<Vec<cri::Container>> {
+        let mut filter = dynamic_filter(Some(sandbox_id));
+        filter
+            .label_selector
+            .insert(CONTAINER_NAME_LABEL.into(), name.to_string());
+        self.cri
+            .list_containers(filter)
+            .await
+            .map_err(super::Error::runtime("listing dynamic containers"))
+    }
+
+    /// Stops (with `grace` seconds) and removes a container; logs what fails, since this runs on
+    /// rollback and teardown paths where the first error must not hide the cleanup of the rest.
+    async fn destroy(&self, cid: &str, grace: i64) -> bool {
+        let stopped = match self.cri.stop_container(cid, grace).await {
+            Ok(()) => true,
+            Err(e) if e.is_not_found() => true,
+            Err(e) => {
+                tracing::warn!(container = cid, error = %e, "stopping dynamic container failed");
+                false
+            }
+        };
+        let removed = match self.cri.remove_container(cid).await {
+            Ok(()) => true,
+            Err(e) if e.is_not_found() => true,
+            Err(e) => {
+                tracing::warn!(container = cid, error = %e, "removing dynamic container failed");
+                false
+            }
+        };
+        if removed {
+            self.registry.remove(cid);
+        }
+        stopped && removed
+    }
+
+    fn emit(&self, kind: EventKind, pod: &PodId, name: &str, cid: &str, message: &str) {
+        self.events.emit(Event {
+            kind,
+            pod: Some(pod.clone()),
+            name: name.to_string(),
+            container_id: cid.to_string(),
+            message: message.to_string(),
+            ..Default::default()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,99 @@
+//! Finding the pod a request names, and gathering what admission needs to know about it.
+
+use std::sync::Arc;
+
+use k8s_cri::v1 as cri;
+
+use super::{Lifecycle, name_of};
+use crate::dynamic::admission::{PodFacts, TakenNames};
+use crate::dynamic::error::{Error, Result};
+use crate::dynamic::model::keys::DYNAMIC_LABEL;
+use crate::dynamic::model::kubelet::{Qos, cgroup_parent};
+use crate::dynamic::model::{ContainerSpec, PodSelector};
+use crate::dynamic::state::Sandbox;
+
+impl Lifecycle {
+    /// The selected pod's current sandbox, if it is mutable and running.
+    pub(super) async fn resolve(&self, pod: &PodSelector) -> Result<Arc<Sandbox>> {
+        let mut found = self
+            .cri
+            .list_pod_sandbox(pod.sandbox_filter())
+            .await
+            .map_err(Error::runtime("looking up the pod"))?;
+        // A pod may have old, stopped sandboxes beside its current one: take the ready, newest one.
+        found.sort_by_key(|s| {
+            (
+                s.state == cri::PodSandboxState::SandboxReady as i32,
+                s.created_at,
+            )
+        });
+        let Some(sandbox) = found.pop() else {
+            return Err(Error::NotFound(format!("{pod} not found")));
+        };
+        if !self.store.is_mutable_handler(&sandbox.runtime_handler) {
+            return Err(Error::FailedPrecondition(format!(
+                "{pod} runs with RuntimeClass handler {:?}, which is not mutable (mutable_handlers: {:?})",
+                sandbox.runtime_handler,
+                self.store.mutable_handlers()
+            )));
+        }
+        if sandbox.state != cri::PodSandboxState::SandboxReady as i32 {
+            return Err(Error::FailedPrecondition(format!(
+                "{pod} is not running (sandbox not ready)"
+            )));
+        }
+        self.store.get(&sandbox.id).ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "{pod} has no recorded sandbox config yet (podgraft could not rebuild it); re-create the pod"
+            ))
+        })
+    }
+
+    /// What admission needs about the pod, read from containerd and podgraft's own state. Call
+    /// under the pod's lock, so no other add of the pod is between its facts and its reservation.
+    pub(super) async fn pod_facts(
+        &self,
+        sandbox: &Sandbox,
+        specs: &[ContainerSpec],
+    ) -> Result<PodFacts> {
+        let id = sandbox.id();
+        let all = self
+            .cri
+            .list_containers(cri::ContainerFilter {
+                pod_sandbox_id: id.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(Error::runtime("listing the pod's containers"))?;
+        let kubelet: Vec<_> = all
+            .iter()
+            .filter(|c| !c.labels.contains_key(DYNAMIC_LABEL))
+            .collect();
+        let mut mounts = Vec::new();
+        if specs.iter().any(|s| !s.volume_mounts.is_empty()) {
+            for c in &kubelet {
+                let status = self
+                    .cri
+                    .container_status(&c.id, false)
+                    .await
+                    .map_err(Error::runtime("reading the pod's mounts"))?;
+                mounts.extend(status.status.map(|s| s.mounts).unwrap_or_default());
+            }
+        }
+        let record = sandbox.record();
+        Ok(PodFacts {
+            stopping: sandbox.is_stopping(),
+            kubelet_running: kubelet
+                .iter()
+                .any(|c| c.state == cri::ContainerState::ContainerRunning as i32),
+            qos: Qos::from_cgroup_parent(cgroup_parent(&record.config)),
+            names: TakenNames {
+                containers: all.iter().map(|c| name_of(c).to_string()).collect(),
+                removed: record.removed_names.iter().cloned().collect(),
+                in_flight: self.registry.in_flight(&id),
+            },
+            mounts,
+            sandbox_id: id,
+        })
+    }
+}

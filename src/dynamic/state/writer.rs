@@ -1,0 +1,213 @@
+//! The one way podgraft writes its state files: JSON with a format version, written to a uniquely
+//! named temporary file, fsynced, renamed over the old file and the directory fsynced, so a crash
+//! at any instant leaves either the old or the new content. Writes run on the blocking pool, never
+//! on the async threads that relay the kubelet's calls, and each file's writes land in the order
+//! their contents were produced (a stale snapshot never overwrites a newer one).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The format this build writes. Version 1 (no `version` field) is read as well: its fields are
+/// a subset of version 2's.
+pub const FORMAT_VERSION: u64 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("podgraft state {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("podgraft state {path}: {reason}")]
+    Format { path: PathBuf, reason: String },
+}
+
+impl StateError {
+    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+        move |source| StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Serializes `value` with the current format version.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut json = serde_json::to_value(value).expect("state records serialize");
+    if let Some(map) = json.as_object_mut() {
+        map.insert("version".into(), FORMAT_VERSION.into());
+    }
+    serde_json::to_vec(&json).expect("JSON values serialize")
+}
+
+/// Reads a state file of this or the previous format; refuses one written by a newer podgraft
+/// rather than misreading it.
+pub fn decode<T: DeserializeOwned>(path: &Path, data: &[u8]) -> Result<T, StateError> {
+    let format = |reason: String| StateError::Format {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut json: serde_json::Value =
+        serde_json::from_slice(data).map_err(|e| format(e.to_string()))?;
+    let version = json.get("version").and_then(|v| v.as_u64()).unwrap_or(1);
+    if version > FORMAT_VERSION {
+        return Err(format(format!(
+            "format version {version} is newer than this podgraft's ({FORMAT_VERSION})"
+        )));
+    }
+    if let Some(map) = json.as_object_mut() {
+        map.remove("version");
+    }
+    serde_json::from_value(json).map_err(|e| format(e.to_string()))
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `data` to `path` so that a crash leaves either the old or the new content. The
+/// temporary file's name is unique (process and counter), so concurrent writers never share one.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Orders the writes of each file and runs them on the blocking pool.
+#[derive(Clone, Default)]
+pub struct Writer {
+    /// The newest generation written (or removed, as `u64::MAX`) per file.
+    written: Arc<Mutex<HashMap<PathBuf, u64>>>,
+}
+
+impl Writer {
+    /// Writes generation `generation` of `path`, unless a newer one has been written already.
+    pub async fn write(
+        &self,
+        path: PathBuf,
+        generation: u64,
+        data: Vec<u8>,
+    ) -> Result<(), StateError> {
+        let written = self.written.clone();
+        run_blocking(move || {
+            // Held across the write: two writes of one file never interleave or reorder.
+            let mut written = written.lock().unwrap_or_else(|e| e.into_inner());
+            if written.get(&path).is_some_and(|g| *g >= generation) {
+                return Ok(());
+            }
+            write_atomic(&path, &data).map_err(StateError::io(&path))?;
+            written.insert(path, generation);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes `path`; no later write of an older generation brings it back.
+    pub async fn remove(&self, path: PathBuf) {
+        let written = self.written.clone();
+        run_blocking(move || {
+            let mut written = written.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), error = %e, "removing a state file failed");
+                }
+            }
+            written.insert(path, u64::MAX);
+        })
+        .await
+    }
+}
+
+/// Runs blocking file or cgroup I/O on Tokio's blocking pool (inline when there is no runtime,
+/// e.g. in synchronous tests).
+pub async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle
+            .spawn_blocking(f)
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+        Err(_) => f(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Rec {
+        id: String,
+        #[serde(default)]
+        extra: u32,
+    }
+
+    #[test]
+    fn writes_carry_the_version_and_reads_accept_the_previous_format() {
+        let path = Path::new("x.json");
+        let data = encode(&Rec {
+            id: "a".into(),
+            extra: 3,
+        });
+        let json: serde_json::Value = serde_json::from_slice(&data).unwrap();
+        assert_eq!(json["version"], FORMAT_VERSION);
+        assert_eq!(
+            decode::<Rec>(path, &data).unwrap(),
+            Rec {
+                id: "a".into(),
+                extra: 3
+            }
+        );
+        // Version 1 had no version field.
+        let v1: Rec = decode(path, br#"{"id":"old"}"#).unwrap();
+        assert_eq!(v1.id, "old");
+        let newer = decode::<Rec>(path, br#"{"id":"x","version":99}"#).unwrap_err();
+        assert!(newer.to_string().contains("newer"), "{newer}");
+    }
+
+    #[tokio::test]
+    async fn stale_generations_never_overwrite_newer_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s/rec.json");
+        let writer = Writer::default();
+        writer
+            .write(path.clone(), 2, b"two".to_vec())
+            .await
+            .unwrap();
+        writer
+            .write(path.clone(), 1, b"one".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        writer.remove(path.clone()).await;
+        writer
+            .write(path.clone(), 3, b"three".to_vec())
+            .await
+            .unwrap();
+        assert!(!path.exists(), "a removed file stays removed");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("s"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert!(leftovers.is_empty(), "no temporary file is left behind");
+    }
+}
