@@ -195,6 +195,24 @@ fn stream_pod_sandbox_stats(msg: &Bytes) -> Result<Option<Bytes>, WireError> {
     wire::rewrite_submessage(msg, 1, pod_stats_entry).map(Some)
 }
 
+/// Whether the event's `containers_statuses` (5) hold the status of container `id` with the
+/// dynamic label.
+fn event_names_dynamic(msg: &[u8], id: &str) -> Result<bool, WireError> {
+    if id.is_empty() || memchr::memmem::find(msg, DYNAMIC_LABEL.as_bytes()).is_none() {
+        return Ok(false);
+    }
+    for field in wire::fields(msg) {
+        let field = field?;
+        let Some(status) = field.bytes().filter(|_| field.number == 5) else {
+            continue;
+        };
+        if wire::get_bytes(status, 1)? == Some(id.as_bytes()) {
+            return Ok(!status_visible(status)?);
+        }
+    }
+    Ok(false)
+}
+
 /// Drops events about dynamic containers and their statuses from every event's pod snapshot.
 struct HideEvents(Arc<Manager>);
 
@@ -211,7 +229,9 @@ impl MessageInterceptor for HideEvents {
             let id = wire::get_string(&msg, 1)
                 .map_err(bad_wire)?
                 .unwrap_or_default();
-            if self.0.is_dynamic_id(&id) {
+            // By the registry, and by the container's own label where the event carries its
+            // status (containerd 2.x attaches every status of the sandbox): either suffices.
+            if self.0.is_dynamic_id(&id) || event_names_dynamic(&msg, &id).map_err(bad_wire)? {
                 return Ok(None);
             }
             Ok(Some(

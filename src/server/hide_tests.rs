@@ -201,3 +201,49 @@ async fn list_filters_step_aside_on_a_quiet_node_but_the_event_stream_never_does
         "a long-lived stream must stay filtered for containers added later"
     );
 }
+
+/// An event about a dynamic container is dropped by its own label even when the registry has not
+/// seen the container (yet); other events lose only the dynamic statuses.
+#[tokio::test]
+async fn events_of_dynamic_containers_are_dropped_by_label_too() {
+    use crate::dynamic::state::SandboxStore;
+    use crate::dynamic::{Manager, ManagerSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let manager = Arc::new(Manager::new(
+        Arc::new(crate::testing::MemCri::new()),
+        SandboxStore::new(dir.path(), ["podgraft".to_string()]),
+        ManagerSettings::default(),
+    ));
+    let hide = HideEvents(manager);
+    let call = CallContext {
+        method: "/runtime.v1.RuntimeService/GetContainerEvents".into(),
+        metadata: Default::default(),
+        stash: Default::default(),
+    };
+    let status = |id: &str, dynamic: bool| cri::ContainerStatus {
+        id: id.into(),
+        labels: labels(dynamic),
+        ..Default::default()
+    };
+    let event = |id: &str| {
+        Bytes::from(
+            cri::ContainerEventResponse {
+                container_id: id.into(),
+                containers_statuses: vec![status("k", false), status("d", true)],
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        )
+    };
+    assert_eq!(hide.on_response(&call, event("d")).await.unwrap(), None);
+    let kept = hide.on_response(&call, event("k")).await.unwrap().unwrap();
+    let kept = cri::ContainerEventResponse::decode(kept).unwrap();
+    assert_eq!(kept.container_id, "k");
+    assert_eq!(
+        kept.containers_statuses
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect::<Vec<_>>(),
+        ["k"]
+    );
+}

@@ -26,6 +26,17 @@ pub struct MemCri {
     pub fail_start: Mutex<HashSet<String>>,
     /// Every call as "Method id-or-name", oldest first.
     pub calls: Mutex<Vec<String>>,
+    /// ContainerStatus fails (UNAVAILABLE) while set.
+    pub fail_status: std::sync::atomic::AtomicBool,
+    /// When set, the next ListContainers takes its snapshot, says so, and answers only once the
+    /// gate opens: a test can make something happen while a listing is on its way.
+    pub list_gate: Mutex<Option<ListGate>>,
+}
+
+/// See [`MemCri::list_gate`].
+pub struct ListGate {
+    pub snapshot_taken: tokio::sync::oneshot::Sender<()>,
+    pub open: tokio::sync::oneshot::Receiver<()>,
 }
 
 fn not_found(op: &'static str, what: &str) -> CriError {
@@ -251,6 +262,14 @@ impl Cri for MemCri {
                 ..Default::default()
             })
             .collect();
+        drop(st);
+        if let Some(gate) = self.list_gate.lock().unwrap().take() {
+            return Box::pin(async move {
+                let _ = gate.snapshot_taken.send(());
+                let _ = gate.open.await;
+                Ok(out)
+            });
+        }
         ready(Ok(out))
     }
 
@@ -259,6 +278,13 @@ impl Cri for MemCri {
         id: &str,
         _verbose: bool,
     ) -> BoxFuture<'_, CriResult<cri::ContainerStatusResponse>> {
+        if self.fail_status.load(std::sync::atomic::Ordering::SeqCst) {
+            return ready(Err(CriError {
+                op: "ContainerStatus",
+                code: 14,
+                message: "injected failure".into(),
+            }));
+        }
         let out = self
             .state()
             .containers

@@ -416,4 +416,4 @@ impl RawClient {
 }
 
 mod mem_cri;
-pub use mem_cri::MemCri;
+pub use mem_cri::{ListGate, MemCri};

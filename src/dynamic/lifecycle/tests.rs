@@ -403,3 +403,104 @@ async fn an_add_interrupted_by_a_crash_is_rolled_back_at_start() {
         "finished adds leave no batch behind"
     );
 }
+
+/// Defect (issue 8): the exit poller used to replace the whole id set with a listing taken before
+/// an add landed, so the node's only dynamic container dropped out of it and the hiding
+/// interceptors stepped aside. The listing is now merged, never written over what changed.
+#[tokio::test]
+async fn an_add_that_lands_while_the_poller_lists_stays_known_and_hidden() {
+    use crate::testing::ListGate;
+    let fx = fixture().await;
+    assert!(!fx.manager.may_have_dynamic());
+    let (taken_tx, taken_rx) = tokio::sync::oneshot::channel();
+    let (open_tx, open_rx) = tokio::sync::oneshot::channel();
+    *fx.cri.list_gate.lock().unwrap() = Some(ListGate {
+        snapshot_taken: taken_tx,
+        open: open_rx,
+    });
+    let add = async {
+        // The poller's listing (no dynamic container yet) is on its way...
+        taken_rx.await.unwrap();
+        let added = fx
+            .manager
+            .add(&pod("agent"), vec![spec("tool")])
+            .await
+            .unwrap();
+        // ...and arrives only after the add has finished.
+        open_tx.send(()).unwrap();
+        added[0].container_id.clone()
+    };
+    let (polled, id) = tokio::join!(fx.manager.poll_once(), add);
+    polled.unwrap();
+    assert!(fx.manager.is_dynamic_id(&id), "the new container is known");
+    assert!(
+        fx.manager.may_have_dynamic(),
+        "the node's only dynamic container must stay hidden"
+    );
+    // The next listing sees it; after removal the node is quiet again.
+    fx.manager.poll_once().await.unwrap();
+    assert!(fx.manager.is_dynamic_id(&id));
+    fx.manager
+        .remove(&pod("agent"), &["tool".into()], Some(0))
+        .await
+        .unwrap();
+    assert!(!fx.manager.may_have_dynamic());
+}
+
+/// Defect (issue 8): an add whose containers run but whose final status read failed answered
+/// with an error, and the caller's retry met ALREADY_EXISTS. It answers with what it knows.
+#[tokio::test]
+async fn an_add_whose_status_read_fails_still_reports_its_running_containers() {
+    let fx = fixture().await;
+    fx.cri
+        .fail_status
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let added = fx
+        .manager
+        .add(&pod("agent"), vec![spec("tool")])
+        .await
+        .unwrap();
+    fx.cri
+        .fail_status
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(added.len(), 1);
+    assert_eq!(added[0].name, "tool");
+    assert_eq!(added[0].state, ContainerState::Running);
+    assert!(fx.manager.is_dynamic_id(&added[0].container_id));
+    assert_eq!(added[0].pod.sandbox_id, "sb-mut");
+    assert_eq!(dynamic_names(&fx.cri), ["tool"]);
+}
+
+/// Defect (issue 8): the control API answered before podgraft had loaded its state (an empty
+/// list, NOT_FOUND, a reservation the load could lose). Control calls now wait for the load.
+#[tokio::test]
+async fn control_calls_wait_for_the_load() {
+    let fx = fixture_unloaded().await;
+    let agent = pod("agent");
+    let add = fx.manager.add(&agent, vec![spec("tool")]);
+    let load = async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            dynamic_names(&fx.cri).is_empty(),
+            "nothing added before the load"
+        );
+        fx.manager.load().await.unwrap();
+    };
+    let (added, ()) = tokio::join!(add, load);
+    assert_eq!(added.unwrap().len(), 1);
+
+    // A load that never finishes: the call gives up with UNAVAILABLE, not a wrong answer.
+    let dir = tempfile::tempdir().unwrap();
+    let never = Manager::new(
+        fx.cri.clone(),
+        SandboxStore::new(dir.path(), ["podgraft".to_string()]),
+        ManagerSettings {
+            load_wait: std::time::Duration::from_millis(20),
+            ..ManagerSettings::default()
+        },
+    );
+    assert!(matches!(
+        never.list(None).await,
+        Err(Error::Unavailable(m)) if m.contains("loading")
+    ));
+}

@@ -404,3 +404,81 @@ async fn grows_on_v2_and_systemd_trees_too() {
         }
     }
 }
+
+/// Defect (issue 8): reconcile treated any change the kubelet did not announce as drift and wrote
+/// it back, also on pods where podgraft held no growth at all (a baseline the kubelet set after
+/// the pod started was reverted). podgraft writes a pod cgroup only while it holds growth there.
+#[tokio::test]
+async fn a_pod_without_dynamic_growth_is_left_to_the_kubelet() {
+    let fx = Fx::new(Bounds::default());
+    let m = fx.manager().await;
+    let file = memory_file(fx.cgroups.path(), "uid-agent");
+    // An older kubelet resizes the pod without UpdatePodSandboxResources.
+    std::fs::write(&file, format!("{}\n", 256 << 20)).unwrap();
+    m.reconcile_cgroups().await;
+    assert_eq!(
+        read_memory(&fx, "uid-agent"),
+        256 << 20,
+        "not drift: re-learned"
+    );
+    // Growth goes on top of the re-learned baseline, and goes again with the container.
+    m.add(&pod("agent"), vec![with_memory("a", "32Mi")])
+        .await
+        .unwrap();
+    assert_eq!(read_memory(&fx, "uid-agent"), (256 << 20) + (32 << 20));
+    m.remove(&pod("agent"), &["a".into()], Some(0))
+        .await
+        .unwrap();
+    assert_eq!(read_memory(&fx, "uid-agent"), 256 << 20);
+    // Unlimited, as the kubelet may set it: left alone too.
+    std::fs::write(&file, "9223372036854771712\n").unwrap();
+    m.reconcile_cgroups().await;
+    assert_eq!(read_memory(&fx, "uid-agent"), 9_223_372_036_854_771_712);
+}
+
+/// Pod cgroup reads and writes run on the blocking pool, never on the thread that relays the
+/// kubelet's calls (a current-thread runtime here, as podgraft's default).
+#[tokio::test(flavor = "current_thread")]
+async fn cgroup_io_leaves_the_async_thread() {
+    use std::sync::Mutex;
+    use std::thread::ThreadId;
+
+    struct Recording(Mutex<Vec<ThreadId>>);
+    impl crate::cgroup::CgroupIo for Recording {
+        fn read(&self, path: &Path) -> Result<String, crate::cgroup::CgroupError> {
+            self.0.lock().unwrap().push(std::thread::current().id());
+            RealIo.read(path)
+        }
+        fn write(&self, path: &Path, value: &str) -> Result<(), crate::cgroup::CgroupError> {
+            self.0.lock().unwrap().push(std::thread::current().id());
+            RealIo.write(path, value)
+        }
+    }
+    let fx = Fx::new(Bounds::default());
+    let io = Arc::new(Recording(Mutex::new(Vec::new())));
+    let m = Manager::new(
+        fx.cri.clone(),
+        SandboxStore::new(fx.state.path(), ["podgraft".to_string()]),
+        ManagerSettings {
+            cgroups: Some(CgroupSettings {
+                root: fx.cgroups.path().to_path_buf(),
+                mode: Mode::V1,
+                io: io.clone(),
+            }),
+            ..ManagerSettings::default()
+        },
+    );
+    fx.start_pods(&m).await;
+    m.load().await.unwrap();
+    m.add(&pod("agent"), vec![with_memory("a", "32Mi")])
+        .await
+        .unwrap();
+    assert_eq!(read_memory(&fx, "uid-agent"), BASE_MEMORY + (32 << 20));
+    let here = std::thread::current().id();
+    let seen = io.0.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter().all(|t| *t != here),
+        "cgroup I/O on the async thread"
+    );
+}

@@ -184,6 +184,14 @@ mod tests {
         assert!(newer.to_string().contains("newer"), "{newer}");
     }
 
+    /// Defect (issue 8): state writes (two fsyncs) ran on the relay's single runtime thread.
+    #[tokio::test(flavor = "current_thread")]
+    async fn blocking_work_leaves_the_async_thread() {
+        let here = std::thread::current().id();
+        let there = run_blocking(|| std::thread::current().id()).await;
+        assert_ne!(here, there);
+    }
+
     #[tokio::test]
     async fn stale_generations_never_overwrite_newer_ones() {
         let dir = tempfile::tempdir().unwrap();
