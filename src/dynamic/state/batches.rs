@@ -69,16 +69,10 @@ impl BatchLog {
     pub async fn interrupted(&self) -> Vec<Batch> {
         let dir = self.dir.clone();
         run_blocking(move || {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                return Vec::new();
-            };
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                .filter_map(|path| {
-                    let data = std::fs::read(&path).ok()?;
-                    writer::decode(&path, &data)
+            writer::read_all::<Batch>(&dir)
+                .into_iter()
+                .filter_map(|(_, batch)| {
+                    batch
                         .inspect_err(|e| tracing::warn!(error = %e, "unreadable batch record"))
                         .ok()
                 })

@@ -252,7 +252,7 @@ impl SandboxStore {
         let live: HashMap<String, cri::PodSandbox> =
             live.into_iter().map(|s| (s.id.clone(), s)).collect();
         let dir = self.dir.clone();
-        let files = run_blocking(move || read_records(&dir)).await;
+        let files = run_blocking(move || writer::read_all::<SandboxRecord>(&dir)).await;
         let mut records = HashMap::new();
         for (path, rec) in files {
             match rec {
@@ -311,24 +311,6 @@ impl SandboxStore {
     }
 }
 
-/// Every record file in `dir`, read or failed.
-fn read_records(dir: &Path) -> Vec<(PathBuf, Result<SandboxRecord, StateError>)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .map(|path| {
-            let rec = std::fs::read(&path)
-                .map_err(StateError::io(&path))
-                .and_then(|data| writer::decode(&path, &data));
-            (path, rec)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,7 +355,7 @@ mod tests {
         let mut json: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         json.as_object_mut().unwrap().remove("version");
         std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
-        let read = read_records(&dir.path().join("sandboxes"));
+        let read = writer::read_all::<SandboxRecord>(&dir.path().join("sandboxes"));
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].1.as_ref().unwrap().config.hostname, "h");
     }

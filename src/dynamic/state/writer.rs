@@ -66,6 +66,25 @@ pub fn decode<T: DeserializeOwned>(path: &Path, data: &[u8]) -> Result<T, StateE
     serde_json::from_value(json).map_err(|e| format(e.to_string()))
 }
 
+/// Every state file (`*.json`) in `dir`, read and decoded or failed; none if `dir` is missing.
+/// Blocking: call through [`run_blocking`].
+pub fn read_all<T: DeserializeOwned>(dir: &Path) -> Vec<(PathBuf, Result<T, StateError>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|path| {
+            let value = std::fs::read(&path)
+                .map_err(StateError::io(&path))
+                .and_then(|data| decode(&path, &data));
+            (path, value)
+        })
+        .collect()
+}
+
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `data` to `path` so that a crash leaves either the old or the new content. The
