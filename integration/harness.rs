@@ -119,6 +119,7 @@ impl Node {
             .arg("--runtime-endpoint")
             .arg(&self.containerd)
             .env("PODGRAFT_LOG", "debug")
+            .env(podgraft::host_paths::FORBID_ENV, "1")
             .stderr(log)
             .spawn()
             .expect("spawn podgraft");
@@ -146,6 +147,7 @@ impl Node {
             .arg("--control")
             .arg(&self.control)
             .args(args)
+            .env(podgraft::host_paths::FORBID_ENV, "1")
             .output()
             .unwrap();
         (

@@ -15,6 +15,7 @@
 //!   - [`server::body`], [`server::grpc`]: body wrappers and gRPC framing;
 //!   - [`server::listener`]: Unix socket set-up; [`server::metrics`]: the logging/metrics observer;
 //!   - [`server::hide`]: the interceptors that hide dynamic containers and follow pod lifecycles.
+//! - [`host_paths`]: the guard that keeps tests and benchmarks off the host's podgraft paths.
 //! - [`cri`]: the CRI calls podgraft makes itself, behind a trait with an in-memory fake.
 //! - [`dynamic`]: dynamic containers: validation, add/remove with rollback, sandbox records, events.
 //! - [`wire`]: protobuf wire-format helpers that read or drop fields while keeping all other bytes.
@@ -30,6 +31,7 @@ pub mod control;
 pub mod cri;
 pub mod daemon;
 pub mod dynamic;
+pub mod host_paths;
 pub mod server;
 pub mod testing;
 pub mod wire;
