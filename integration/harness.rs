@@ -137,7 +137,7 @@ impl Node {
 
     pub async fn control_client(&self) -> podgraft::api::control_client::ControlClient<Channel> {
         podgraft::api::control_client::ControlClient::new(
-            podgraft::testing::uds_channel(&self.control).await.unwrap(),
+            podgraft::client::uds_channel(&self.control).await.unwrap(),
         )
     }
 
@@ -229,7 +229,7 @@ impl Node {
         } else {
             &self.containerd
         };
-        podgraft::testing::uds_channel(path).await.expect("connect")
+        podgraft::client::uds_channel(path).await.expect("connect")
     }
 
     /// Stops and removes a pod through podgraft, as the kubelet does.

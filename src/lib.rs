@@ -19,8 +19,9 @@
 //! - [`cri`]: the CRI calls podgraft makes itself, behind a trait with an in-memory fake.
 //! - [`dynamic`]: dynamic containers: validation, add/remove with rollback, sandbox records, events.
 //! - [`wire`]: protobuf wire-format helpers that read or drop fields while keeping all other bytes.
-//! - [`testing`]: fakes for unit tests and benchmarks: a raw gRPC CRI backend and an in-memory
-//!   [`cri::Cri`].
+//! - `testing` (only in tests, or with the `testing` feature that the test, bench and example
+//!   targets turn on): fakes for unit tests, benchmarks and integration tests: a raw gRPC CRI
+//!   backend and client, and an in-memory [`cri::Cri`].
 //! - [`api`]: the generated control API types.
 
 pub mod cgroup;
@@ -33,6 +34,7 @@ pub mod daemon;
 pub mod dynamic;
 pub mod host_paths;
 pub mod server;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod wire;
 

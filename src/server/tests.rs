@@ -14,11 +14,10 @@ use tonic::{Code, Status};
 use super::intercept::{BoxFuture, CallContext, MessageInterceptor, Registry};
 use super::metrics::Metrics;
 use super::{Relay, ServerSettings, serve};
+use crate::client::uds_channel;
 use crate::config::{Config, Overrides};
 use crate::server::backend::{Backend, BackendSettings};
-use crate::testing::{
-    FakeCri, RawClient, Recorded, Reply, container_list, default_handler, uds_channel,
-};
+use crate::testing::{FakeCri, RawClient, Recorded, Reply, container_list, default_handler};
 use crate::wire;
 
 const VERSION: &str = "/runtime.v1.RuntimeService/Version";

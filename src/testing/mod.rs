@@ -347,8 +347,6 @@ async fn answer(
     Ok(resp)
 }
 
-pub use crate::client::uds_channel;
-
 /// What a raw gRPC call returned.
 #[derive(Debug)]
 pub struct RawAnswer {
