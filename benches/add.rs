@@ -15,8 +15,8 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use podgraft::api::{self, control_client::ControlClient};
 use podgraft::cgroup::{Growth, Mode, PodCgroup, RealIo};
+use podgraft::client::uds_channel;
 use podgraft::dynamic::resources::{Bounds, Ledger};
-use podgraft::testing::uds_channel;
 use tonic::transport::Channel;
 
 const IMAGE: &str = "podgraft.test/busybox:1";

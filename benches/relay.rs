@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use common::{Podgraft, PrivateContainerd, Samples, cpu_time, one_cpu, scale, set_affinity, us};
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use podgraft::testing::{FakeCri, default_handler, handler_with_dynamic, uds_channel};
+use podgraft::client::uds_channel;
+use podgraft::testing::{FakeCri, default_handler, handler_with_dynamic};
 use tonic::transport::Channel;
 
 type Client = RuntimeServiceClient<Channel>;

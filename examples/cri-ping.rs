@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "/run/podgraft/podgraft.sock".into());
-    let channel = podgraft::testing::uds_channel(std::path::Path::new(&path)).await?;
+    let channel = podgraft::client::uds_channel(std::path::Path::new(&path)).await?;
     let mut client = cri::runtime_service_client::RuntimeServiceClient::new(channel);
     let v = client
         .version(cri::VersionRequest {

@@ -119,6 +119,7 @@ impl Node {
             .arg("--runtime-endpoint")
             .arg(&self.containerd)
             .env("PODGRAFT_LOG", "debug")
+            .env(podgraft::host_paths::FORBID_ENV, "1")
             .stderr(log)
             .spawn()
             .expect("spawn podgraft");
@@ -136,7 +137,7 @@ impl Node {
 
     pub async fn control_client(&self) -> podgraft::api::control_client::ControlClient<Channel> {
         podgraft::api::control_client::ControlClient::new(
-            podgraft::testing::uds_channel(&self.control).await.unwrap(),
+            podgraft::client::uds_channel(&self.control).await.unwrap(),
         )
     }
 
@@ -146,6 +147,7 @@ impl Node {
             .arg("--control")
             .arg(&self.control)
             .args(args)
+            .env(podgraft::host_paths::FORBID_ENV, "1")
             .output()
             .unwrap();
         (
@@ -227,7 +229,7 @@ impl Node {
         } else {
             &self.containerd
         };
-        podgraft::testing::uds_channel(path).await.expect("connect")
+        podgraft::client::uds_channel(path).await.expect("connect")
     }
 
     /// Stops and removes a pod through podgraft, as the kubelet does.

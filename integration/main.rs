@@ -4,6 +4,7 @@ mod dynamic;
 mod growth;
 mod grpc_go;
 mod harness;
+mod host_paths;
 mod pod;
 mod registry;
 mod relay_flow;

@@ -21,6 +21,9 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{key}: {reason}")]
     Invalid { key: &'static str, reason: String },
+    /// A test or benchmark would read the host's own config file.
+    #[error(transparent)]
+    HostPath(#[from] crate::host_paths::HostPathError),
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -143,12 +146,14 @@ impl Config {
         })
     }
 
-    /// Reads `path`, or the default location (if it exists) when `path` is `None`.
+    /// Reads `path`, or the default location (if it exists) when `path` is `None`. Tests may read
+    /// neither the default nor any other file of the host's podgraft ([`crate::host_paths`]).
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let (path, required) = match path {
             Some(p) => (p, true),
             None => (Path::new(DEFAULT_CONFIG_PATH), false),
         };
+        crate::host_paths::check(path)?;
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text, path),
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
@@ -387,5 +392,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = Config::load(Some(&dir.path().join("nope.toml"))).unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }));
+    }
+
+    #[test]
+    fn tests_cannot_read_the_hosts_config() {
+        for path in [None, Some(Path::new(DEFAULT_CONFIG_PATH))] {
+            match Config::load(path) {
+                Err(ConfigError::HostPath(e)) => {
+                    assert_eq!(e.path, PathBuf::from(DEFAULT_CONFIG_PATH))
+                }
+                other => panic!("{path:?}: expected HostPath, got {other:?}"),
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "listen = \"/x.sock\"").unwrap();
+        assert_eq!(Config::load(Some(&file)).unwrap().listen, "/x.sock");
     }
 }

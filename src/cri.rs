@@ -12,6 +12,7 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::Channel;
 
 use crate::BoxFuture;
+use crate::client::lazy_uds_channel;
 
 /// A failed CRI call: containerd's gRPC status code (as its number) and message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,25 +80,12 @@ impl CriClient {
     /// A lazily connecting client: containerd may be down when podgraft starts.
     pub fn new(runtime: &Path, image: &Path) -> Self {
         Self {
-            runtime: RuntimeServiceClient::new(lazy_channel(runtime))
+            runtime: RuntimeServiceClient::new(lazy_uds_channel(runtime))
                 .max_decoding_message_size(64 << 20),
-            image: ImageServiceClient::new(lazy_channel(image)).max_decoding_message_size(64 << 20),
+            image: ImageServiceClient::new(lazy_uds_channel(image))
+                .max_decoding_message_size(64 << 20),
         }
     }
-}
-
-fn lazy_channel(path: &Path) -> Channel {
-    let path = path.to_path_buf();
-    tonic::transport::Endpoint::from_static("http://localhost").connect_with_connector_lazy(
-        tower::service_fn(move |_: http::Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(path).await?,
-                ))
-            }
-        }),
-    )
 }
 
 fn err(op: &'static str) -> impl Fn(tonic::Status) -> CriError {

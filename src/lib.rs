@@ -2,27 +2,34 @@
 //! opted in, adds containers to running pods (the node half of KEP-5972, Dynamic Containers).
 //!
 //! # Layout
+//! Public modules are what the binary, the benchmarks and the integration tests use; the others
+//! are private to the crate.
 //! - [`cgroup`]: pod cgroup discovery and limits (v1/v2, cgroupfs/systemd), root as a parameter.
 //! - [`cli`]: the command line (`serve` and the control API client commands); [`client`]: Unix
-//!   socket channels.
+//!   socket channels (one connector, eager and lazy channels).
 //! - [`config`]: the TOML file and flags, checked into [`config::Settings`].
 //! - [`control`]: the control API edge (podgraft.v1alpha1): converts wire types into the domain's
 //!   ([`control::convert`]), delegates to [`dynamic::Manager`], maps errors to gRPC statuses.
 //! - [`daemon`]: `podgraft serve`, wiring settings, backends, interceptors and the socket.
-//! - [`server`]: the kubelet-facing edge, an HTTP/2 relay that forwards gRPC frames untouched:
-//!   - [`server::relay`]: routing, pass-through and intercepted calls;
-//!   - [`server::backend`]: the reconnecting HTTP/2 connection to containerd;
-//!   - [`server::intercept`]: the per-method interceptor registry and call observers;
-//!   - [`server::body`], [`server::grpc`]: body wrappers and gRPC framing;
-//!   - [`server::listener`]: Unix socket set-up; [`server::metrics`]: the logging/metrics observer;
-//!   - [`server::hide`]: the interceptors that hide dynamic containers and follow pod lifecycles.
-//! - [`cri`]: the CRI calls podgraft makes itself, behind a trait with an in-memory fake.
+//! - `server` (private): the kubelet-facing edge, an HTTP/2 relay that forwards gRPC frames
+//!   untouched:
+//!   - `server::relay`: routing, pass-through and intercepted calls;
+//!   - `server::backend`: the reconnecting HTTP/2 connection to containerd;
+//!   - `server::intercept`: the per-method interceptor registry and call observers;
+//!   - `server::body`, `server::grpc`, `server::h2body`: body wrappers and gRPC framing;
+//!   - `server::mask`: hiding entries of a streamed listing by padding them in place;
+//!   - `server::listener`: Unix socket set-up; `server::metrics`: the logging/metrics observer;
+//!   - `server::hide`: the interceptors that hide dynamic containers and follow pod lifecycles.
+//! - [`host_paths`]: the guard that keeps tests and benchmarks off the host's podgraft paths.
+//! - `cri` (private): the CRI calls podgraft makes itself, behind a trait with an in-memory fake.
 //! - [`dynamic`]: dynamic containers behind the [`dynamic::Manager`] facade: [`dynamic::model`],
 //!   [`dynamic::admission`], [`dynamic::resources`], [`dynamic::registry`], [`dynamic::lifecycle`],
 //!   [`dynamic::state`], [`dynamic::events`], [`dynamic::host`].
-//! - [`wire`]: protobuf wire-format helpers that read or drop fields while keeping all other bytes.
-//! - [`testing`]: fakes for unit tests and benchmarks: a raw gRPC CRI backend and an in-memory
-//!   [`cri::Cri`].
+//! - `wire` (private): protobuf wire-format helpers (varints included) that read or drop fields
+//!   while keeping all other bytes.
+//! - `testing` (only in tests, or with the `testing` feature that the test, bench and example
+//!   targets turn on): fakes for unit tests, benchmarks and integration tests: a raw gRPC CRI
+//!   backend and client, and an in-memory `cri::Cri`.
 //! - [`api`]: the generated control API types.
 
 pub mod cgroup;
@@ -30,12 +37,14 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod control;
-pub mod cri;
+mod cri;
 pub mod daemon;
 pub mod dynamic;
-pub mod server;
+pub mod host_paths;
+mod server;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
-pub mod wire;
+mod wire;
 
 /// podgraft's control API, generated from `proto/podgraft/v1alpha1/control.proto`.
 pub mod api {

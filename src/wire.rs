@@ -59,25 +59,43 @@ pub fn fields(buf: &[u8]) -> Fields<'_> {
     }
 }
 
-fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
+/// Decodes the varint at the start of `buf`: its value and its length in bytes, or `None` if `buf`
+/// ends inside it (more may yet arrive, for a caller that reads a stream).
+#[inline]
+pub(crate) fn decode_varint(buf: &[u8]) -> Result<Option<(u64, usize)>, WireError> {
     let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let Some(&byte) = buf.get(*pos) else {
-            return Err(WireError {
-                offset: *pos,
-                reason: "truncated varint",
-            });
+    for (i, shift) in (0..64).step_by(7).enumerate() {
+        let Some(&byte) = buf.get(i) else {
+            return Ok(None);
         };
-        *pos += 1;
         value |= u64::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
-            return Ok(value);
+            return Ok(Some((value, i + 1)));
         }
     }
     Err(WireError {
-        offset: *pos,
+        offset: 10,
         reason: "varint longer than 10 bytes",
     })
+}
+
+/// Reads the varint at `pos` of a whole message and moves `pos` past it.
+fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
+    let at = *pos;
+    match decode_varint(buf.get(at..).unwrap_or_default()) {
+        Ok(Some((value, len))) => {
+            *pos += len;
+            Ok(value)
+        }
+        Ok(None) => Err(WireError {
+            offset: buf.len().max(at),
+            reason: "truncated varint",
+        }),
+        Err(e) => Err(WireError {
+            offset: at + e.offset,
+            reason: e.reason,
+        }),
+    }
 }
 
 fn take<'a>(buf: &'a [u8], pos: &mut usize, len: usize) -> Result<&'a [u8], WireError> {
@@ -260,7 +278,9 @@ fn put_key(out: &mut BytesMut, number: u32, wire_type: u8) {
     put_varint(out, (u64::from(number) << 3) | u64::from(wire_type));
 }
 
-fn put_varint(out: &mut BytesMut, mut v: u64) {
+/// Appends `v` as a varint.
+#[inline]
+pub(crate) fn put_varint(out: &mut BytesMut, mut v: u64) {
     while v >= 0x80 {
         out.put_u8((v as u8) | 0x80);
         v >>= 7;
@@ -410,5 +430,36 @@ mod tests {
         }
         let too_long = [0xffu8; 11];
         assert!(fields(&too_long).any(|f| f.is_err()));
+    }
+
+    #[test]
+    fn varints_round_trip_and_report_truncation() {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut out = BytesMut::new();
+            put_varint(&mut out, v);
+            let mut prost_encoded = Vec::new();
+            prost::encoding::encode_varint(v, &mut prost_encoded);
+            assert_eq!(&out[..], &prost_encoded[..], "{v}");
+            assert_eq!(decode_varint(&out), Ok(Some((v, out.len()))), "{v}");
+            // Trailing bytes are not part of it; a cut varint is incomplete, not an error.
+            let mut longer = out.to_vec();
+            longer.push(0x7f);
+            assert_eq!(decode_varint(&longer), Ok(Some((v, out.len()))), "{v}");
+            assert_eq!(decode_varint(&out[..out.len() - 1]), Ok(None), "{v}");
+        }
+        assert!(decode_varint(&[0xff; 11]).is_err());
+        let mut pos = 1;
+        let err = read_varint(&[0x08, 0x80], &mut pos).unwrap_err();
+        assert_eq!((err.offset, err.reason), (2, "truncated varint"));
     }
 }

@@ -57,6 +57,7 @@ impl Podgraft {
             .arg("--runtime-endpoint")
             .arg(backend)
             .env("PODGRAFT_LOG", "warn")
+            .env(podgraft::host_paths::FORBID_ENV, "1")
             .spawn()
             .expect("spawn podgraft");
         wait_for_socket(&listen, "podgraft");

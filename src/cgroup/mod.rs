@@ -213,7 +213,7 @@ impl PodCgroup {
         }
     }
 
-    pub fn memory_usage(&self, io: &dyn CgroupIo) -> Result<i64, CgroupError> {
+    fn memory_usage(&self, io: &dyn CgroupIo) -> Result<i64, CgroupError> {
         let name = match self.mode {
             Mode::V1 => "memory.usage_in_bytes",
             Mode::V2 => "memory.current",

@@ -23,6 +23,22 @@ fn status(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", s.code(), s.message())
 }
 
+async fn get_container(
+    client: &mut Client,
+    pod: &super::PodArg,
+    name: &str,
+) -> anyhow::Result<api::DynamicContainer> {
+    let req = api::GetContainerRequest {
+        pod: Some(pod.0.clone()),
+        name: name.to_string(),
+    };
+    Ok(client
+        .get_container(req)
+        .await
+        .map_err(status)?
+        .into_inner())
+}
+
 fn specs_from(command: &Command) -> anyhow::Result<Vec<api::ContainerSpec>> {
     let Command::Add {
         file,
@@ -122,15 +138,7 @@ pub async fn run_client(
             print(render(format, &list, |v| output::containers(v)));
         }
         Command::Get { pod, name } => {
-            let req = api::GetContainerRequest {
-                pod: Some(pod.0.clone()),
-                name: name.clone(),
-            };
-            let c = client
-                .get_container(req)
-                .await
-                .map_err(status)?
-                .into_inner();
+            let c = get_container(&mut client, pod, name).await?;
             print(render(format, &c, output::container));
         }
         Command::Rm { pod, names, grace } => {
@@ -165,15 +173,7 @@ pub async fn run_client(
             return Ok(out.exit_code);
         }
         Command::Logs { pod, name, follow } => {
-            let req = api::GetContainerRequest {
-                pod: Some(pod.0.clone()),
-                name: name.clone(),
-            };
-            let c = client
-                .get_container(req)
-                .await
-                .map_err(status)?
-                .into_inner();
+            let c = get_container(&mut client, pod, name).await?;
             follow_log(&c.log_path, *follow).await?;
         }
         Command::Events { pod, since } => {

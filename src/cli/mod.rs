@@ -3,7 +3,7 @@
 
 mod commands;
 mod output;
-pub mod spec;
+mod spec;
 
 use std::path::PathBuf;
 

@@ -23,12 +23,6 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 /// The one body type used in both directions.
 pub type RelayBody = UnsyncBoxBody<Bytes, BodyError>;
 
-pub fn empty() -> RelayBody {
-    http_body_util::Empty::new()
-        .map_err(|e| match e {})
-        .boxed_unsync()
-}
-
 pub fn full(data: Bytes) -> RelayBody {
     http_body_util::Full::new(data)
         .map_err(|e| match e {})

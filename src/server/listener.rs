@@ -7,8 +7,13 @@ use std::path::{Path, PathBuf};
 
 use tokio::net::UnixListener;
 
+use crate::host_paths::{self, HostPathError};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
+    /// A test or benchmark asked for the host's own podgraft socket.
+    #[error(transparent)]
+    HostPath(#[from] HostPathError),
     #[error("{path}: socket is in use by a live process (is another podgraft running?)")]
     InUse { path: PathBuf },
     #[error("{path}: exists and is not a socket; refusing to replace it")]
@@ -43,8 +48,9 @@ fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> Lis
 }
 
 /// Binds `path` with permission bits `mode` (and group `group`, for clients that are not root),
-/// creating its directory if needed.
+/// creating its directory if needed. Refuses the host's podgraft paths in tests ([`host_paths`]).
 pub fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<BoundSocket, ListenError> {
+    host_paths::check(path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
     }
@@ -121,5 +127,21 @@ mod tests {
             bind(&path, 0o660, None),
             Err(ListenError::NotASocket { .. })
         ));
+    }
+
+    #[test]
+    fn default_settings_cannot_bind_under_test() {
+        let settings = crate::config::Config::default()
+            .settle(crate::config::Overrides::default())
+            .unwrap();
+        for path in [&settings.listen, &settings.control_listen] {
+            match bind(path, 0o660, None) {
+                Err(ListenError::HostPath(e)) => {
+                    assert_eq!(&e.path, path);
+                    assert!(e.to_string().contains(&*path.to_string_lossy()), "{e}");
+                }
+                other => panic!("{}: expected HostPath, got {other:?}", path.display()),
+            }
+        }
     }
 }

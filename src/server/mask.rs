@@ -10,7 +10,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::grpc::PREFIX_LEN;
-use crate::wire::WireError;
+use crate::wire::{WireError, decode_varint, put_varint};
 
 #[path = "mask_body.rs"]
 mod body;
@@ -26,14 +26,6 @@ const PAD_TAG_LEN: usize = 5;
 pub struct FieldMask {
     pub field: u32,
     pub visible: fn(&[u8]) -> Result<bool, WireError>,
-}
-
-fn put_varint(out: &mut BytesMut, mut v: u64) {
-    while v >= 0x80 {
-        out.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.put_u8(v as u8);
 }
 
 /// Appends padding fields that take exactly `len` bytes (`len` ≥ 6).
@@ -97,18 +89,11 @@ fn malformed(reason: &'static str) -> WireError {
 fn parse_header(buf: &[u8]) -> Result<Option<(u32, bool, usize, usize)>, WireError> {
     let mut pos = 0;
     let varint = |pos: &mut usize| -> Result<Option<u64>, WireError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let Some(&b) = buf.get(*pos) else {
-                return Ok(None);
-            };
-            *pos += 1;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(Some(v));
-            }
-        }
-        Err(malformed("varint longer than 10 bytes"))
+        let Some((v, len)) = decode_varint(&buf[*pos..])? else {
+            return Ok(None);
+        };
+        *pos += len;
+        Ok(Some(v))
     };
     let Some(key) = varint(&mut pos)? else {
         return Ok(None);

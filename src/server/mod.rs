@@ -1,15 +1,15 @@
 //! The kubelet-facing edge: an HTTP/2 server on a Unix socket relaying CRI to the backend.
 
-pub mod backend;
-pub mod body;
-pub mod grpc;
-pub mod h2body;
-pub mod hide;
-pub mod intercept;
-pub mod listener;
-pub mod mask;
-pub mod metrics;
-pub mod relay;
+pub(crate) mod backend;
+pub(crate) mod body;
+pub(crate) mod grpc;
+mod h2body;
+pub(crate) mod hide;
+pub(crate) mod intercept;
+pub(crate) mod listener;
+mod mask;
+pub(crate) mod metrics;
+mod relay;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -14,11 +14,10 @@ use tonic::{Code, Status};
 use super::intercept::{BoxFuture, CallContext, MessageInterceptor, Registry};
 use super::metrics::Metrics;
 use super::{Relay, ServerSettings, serve};
+use crate::client::uds_channel;
 use crate::config::{Config, Overrides};
 use crate::server::backend::{Backend, BackendSettings};
-use crate::testing::{
-    FakeCri, RawClient, Recorded, Reply, container_list, default_handler, uds_channel,
-};
+use crate::testing::{FakeCri, RawClient, Recorded, Reply, container_list, default_handler};
 use crate::wire;
 
 const VERSION: &str = "/runtime.v1.RuntimeService/Version";
@@ -513,18 +512,39 @@ async fn shutdown_drains_in_flight_calls_and_removes_the_socket() {
 async fn daemon_serves_with_settings_from_config() {
     let dir = tempfile::tempdir().unwrap();
     let listen = dir.path().join("pg.sock");
+    let control = dir.path().join("control.sock");
     let backend = dir.path().join("cri.sock");
+    let state = dir.path().join("state");
+    let cgroup_root = dir.path().join("cgroup");
+    std::fs::create_dir(&cgroup_root).unwrap();
     let _fake = FakeCri::start(&backend).unwrap();
+    // Every path in the temporary directory: none of the host's podgraft's, and no host cgroups.
     let settings = Config::parse(
-        &format!("runtime_endpoint = \"unix://{}\"", backend.display()),
+        &format!(
+            "runtime_endpoint = \"unix://{}\"\nstate_dir = \"{}\"\ncgroup_root = \"{}\"",
+            backend.display(),
+            state.display(),
+            cgroup_root.display(),
+        ),
         Path::new("t"),
     )
     .unwrap()
     .settle(Overrides {
         listen: Some(listen.display().to_string()),
+        control_listen: Some(control.display().to_string()),
         ..Default::default()
     })
     .unwrap();
+    for path in [
+        &settings.listen,
+        &settings.control_listen,
+        &settings.runtime_endpoint,
+        &settings.state_dir,
+        &settings.cgroup_root,
+    ] {
+        assert!(path.starts_with(dir.path()), "{}", path.display());
+    }
+    assert_eq!(settings.image_endpoint, None);
     let (stop, stopped) = oneshot::channel::<()>();
     let daemon = tokio::spawn(crate::daemon::run(settings, async {
         let _ = stopped.await;
@@ -547,4 +567,5 @@ async fn daemon_serves_with_settings_from_config() {
     stop.send(()).unwrap();
     daemon.await.unwrap().unwrap();
     assert!(!listen.exists());
+    assert!(!control.exists());
 }

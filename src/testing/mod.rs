@@ -79,7 +79,6 @@ pub type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
 pub struct FakeCri {
     path: PathBuf,
     recorded: Arc<Mutex<Vec<Recorded>>>,
-    handler: Arc<Mutex<Handler>>,
     cancelled: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -94,18 +93,16 @@ impl FakeCri {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
         let recorded = Arc::new(Mutex::new(Vec::new()));
-        let handler = Arc::new(Mutex::new(handler));
         let cancelled = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(accept_loop(
             listener,
             recorded.clone(),
-            handler.clone(),
+            handler,
             cancelled.clone(),
         ));
         Ok(Self {
             path: path.to_path_buf(),
             recorded,
-            handler,
             cancelled,
             task,
         })
@@ -113,10 +110,6 @@ impl FakeCri {
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    pub fn set_handler(&self, handler: Handler) {
-        *self.handler.lock().unwrap() = handler;
     }
 
     /// Everything received so far, oldest first.
@@ -246,7 +239,7 @@ pub fn container_list(n: usize) -> k8s_cri::v1::ListContainersResponse {
 async fn accept_loop(
     listener: UnixListener,
     recorded: Arc<Mutex<Vec<Recorded>>>,
-    handler: Arc<Mutex<Handler>>,
+    handler: Handler,
     cancelled: Arc<AtomicUsize>,
 ) {
     // Connections live in the set, so stopping the fake (aborting this task) drops them all, as a
@@ -294,7 +287,7 @@ impl Drop for Unanswered {
 async fn answer(
     req: Request<Incoming>,
     recorded: Arc<Mutex<Vec<Recorded>>>,
-    handler: Arc<Mutex<Handler>>,
+    handler: Handler,
     unanswered: Unanswered,
 ) -> Result<Response<RelayBody>, std::convert::Infallible> {
     let (parts, body) = req.into_parts();
@@ -312,7 +305,6 @@ async fn answer(
         messages,
     };
     recorded.lock().unwrap().push(rec.clone());
-    let handler = handler.lock().unwrap().clone();
     let reply = handler(&rec);
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
@@ -346,8 +338,6 @@ async fn answer(
     resp.headers_mut().extend(reply.headers);
     Ok(resp)
 }
-
-pub use crate::client::uds_channel;
 
 /// What a raw gRPC call returned.
 #[derive(Debug)]
