@@ -28,6 +28,8 @@ pub enum DaemonError {
     Listen(#[from] ListenError),
     #[error("control API server: {0}")]
     Control(#[from] tonic::transport::Error),
+    #[error("state_dir: {0}")]
+    HostPath(#[from] crate::host_paths::HostPathError),
 }
 
 fn backend_settings(s: &Settings) -> BackendSettings {
@@ -145,6 +147,8 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    // The state dir is pruned at start: a test must never reach the host's.
+    crate::host_paths::check(&settings.state_dir)?;
     let socket = listener::bind(
         &settings.listen,
         settings.socket_mode,
@@ -211,5 +215,35 @@ pub async fn run(
     match control_result {
         Ok(Ok(Err(e))) => Err(e.into()),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Overrides};
+
+    /// A test that forgot to move the state dir (the host's /var/lib/podgraft, whose records
+    /// podgraft prunes at start) fails instead of touching it.
+    #[tokio::test]
+    async fn a_test_cannot_reach_the_hosts_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Config::parse(
+            &format!(
+                "runtime_endpoint = \"unix://{}\"",
+                dir.path().join("cri.sock").display()
+            ),
+            std::path::Path::new("t"),
+        )
+        .unwrap()
+        .settle(Overrides {
+            listen: Some(dir.path().join("pg.sock").display().to_string()),
+            control_listen: Some(dir.path().join("control.sock").display().to_string()),
+            ..Default::default()
+        })
+        .unwrap();
+        let err = run(settings, std::future::ready(())).await.unwrap_err();
+        assert!(matches!(err, DaemonError::HostPath(_)), "{err}");
+        assert!(!dir.path().join("pg.sock").exists(), "nothing was bound");
     }
 }
