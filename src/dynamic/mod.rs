@@ -14,13 +14,13 @@
 //!   thread).
 //! - [`events`]: the resumable event stream; [`host`]: clock, node memory, credentials.
 
-pub mod admission;
+pub(crate) mod admission;
 mod error;
 pub mod events;
 pub mod host;
 pub mod lifecycle;
 pub mod model;
-pub mod registry;
+pub(crate) mod registry;
 pub mod resources;
 pub mod state;
 
@@ -106,7 +106,6 @@ impl Manager {
                 pod_stop_grace: settings.pod_stop_grace,
                 memory_capacity: settings.host.memory_bytes().unwrap_or(1 << 30),
             },
-            host: settings.host,
         };
         Self {
             lifecycle,

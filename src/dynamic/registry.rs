@@ -104,10 +104,6 @@ impl Registry {
         self.lock().containers.contains_key(id)
     }
 
-    pub fn get(&self, id: &str) -> Option<Entry> {
-        self.lock().containers.get(id).map(|(e, _)| e.clone())
-    }
-
     /// Names of `sandbox` being added right now.
     pub fn in_flight(&self, sandbox: &str) -> HashSet<String> {
         self.lock()

@@ -27,7 +27,6 @@ use std::time::Duration;
 use k8s_cri::v1 as cri;
 
 use super::events::EventLog;
-use super::host::Host;
 use super::model::keys::{CONTAINER_NAME_LABEL, DYNAMIC_LABEL};
 use super::model::{Event, EventKind, PodId};
 use super::registry::Registry;
@@ -37,7 +36,7 @@ use crate::cri::Cri;
 
 /// Tunables of lifecycle operations.
 #[derive(Clone)]
-pub struct LifecycleSettings {
+pub(crate) struct LifecycleSettings {
     /// Grace period for dynamic containers when their pod is stopped.
     pub pod_stop_grace: Duration,
     /// Node memory, for the kubelet's oom_score_adj formula.
@@ -45,7 +44,7 @@ pub struct LifecycleSettings {
 }
 
 /// The components lifecycle code works with; each owns its own state.
-pub struct Lifecycle {
+pub(crate) struct Lifecycle {
     pub cri: Arc<dyn Cri>,
     pub store: Arc<SandboxStore>,
     pub registry: Arc<Registry>,
@@ -54,7 +53,6 @@ pub struct Lifecycle {
     pub events: Arc<EventLog>,
     pub batches: BatchLog,
     pub specs: stored_spec::SpecCodec,
-    pub host: Arc<dyn Host>,
     pub settings: LifecycleSettings,
 }
 
