@@ -66,7 +66,9 @@ fn container(pod: &cri::PodSandboxConfig, name: &str) -> cri::ContainerConfig {
     let memory = SystemHost::default().memory_bytes().unwrap_or(1 << 30);
     let spec = podgraft::control::convert::container_spec(&spec(name), 0).unwrap();
     let stored = SpecCodec::default().encode(&spec);
-    let mut config = translate::container_config(&spec, stored, pod, vec![], 0, memory);
+    // A permissive pod (root, the runtime's capabilities): admission leaves the spec as it is.
+    let security = podgraft::dynamic::model::security::Effective::requested(&spec);
+    let mut config = translate::container_config(&spec, &security, stored, pod, vec![], 0, memory);
     // Not a dynamic container: podgraft must not adopt it.
     config
         .labels

@@ -26,8 +26,12 @@ pub struct MemCri {
     pub fail_start: Mutex<HashSet<String>>,
     /// Every call as "Method id-or-name", oldest first.
     pub calls: Mutex<Vec<String>>,
-    /// ContainerStatus fails (UNAVAILABLE) while set.
+    /// Plain (non-verbose) ContainerStatus fails (UNAVAILABLE) while set.
     pub fail_status: std::sync::atomic::AtomicBool,
+    /// Verbose ContainerStatus `info` of containers by name (an OCI `runtimeSpec` and a CRI
+    /// `config`); others get [`MemCri::default_info`]: root with containerd's default
+    /// capabilities, unconfined.
+    pub verbose_info: Mutex<HashMap<String, serde_json::Value>>,
     /// When set, the next ListContainers takes its snapshot, says so, and answers only once the
     /// gate opens: a test can make something happen while a listing is on its way.
     pub list_gate: Mutex<Option<ListGate>>,
@@ -190,6 +194,27 @@ impl MemCri {
         }
     }
 
+    /// What a container runs with unless `verbose_info` says otherwise.
+    pub fn default_info() -> serde_json::Value {
+        serde_json::json!({
+            "config": {},
+            "runtimeSpec": {
+                "ociVersion": "1.0.2",
+                "process": {
+                    "user": {"uid": 0, "gid": 0},
+                    "cwd": "/",
+                    "capabilities": {
+                        "bounding": crate::dynamic::admission::caps::RUNTIME_DEFAULT,
+                    },
+                },
+                "linux": {
+                    "maskedPaths": crate::dynamic::model::kubelet::MASKED_PATHS,
+                    "readonlyPaths": crate::dynamic::model::kubelet::READONLY_PATHS,
+                },
+            },
+        })
+    }
+
     pub fn sandbox_config(&self, id: &str) -> cri::PodSandboxConfig {
         self.state().configs[id].clone()
     }
@@ -276,9 +301,27 @@ impl Cri for MemCri {
     fn container_status(
         &self,
         id: &str,
-        _verbose: bool,
+        verbose: bool,
     ) -> BoxFuture<'_, CriResult<cri::ContainerStatusResponse>> {
-        if self.fail_status.load(std::sync::atomic::Ordering::SeqCst) {
+        let verbose_info = |status: &cri::ContainerStatus| -> HashMap<String, String> {
+            if !verbose {
+                return HashMap::new();
+            }
+            let name = status
+                .metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
+            let info = self
+                .verbose_info
+                .lock()
+                .unwrap()
+                .get(&name)
+                .cloned()
+                .unwrap_or_else(Self::default_info);
+            [("info".to_string(), info.to_string())].into()
+        };
+        if !verbose && self.fail_status.load(std::sync::atomic::Ordering::SeqCst) {
             return ready(Err(CriError {
                 op: "ContainerStatus",
                 code: 14,
@@ -292,7 +335,7 @@ impl Cri for MemCri {
             .find(|c| c.id == id)
             .map(|c| cri::ContainerStatusResponse {
                 status: Some(c.clone()),
-                info: HashMap::new(),
+                info: verbose_info(c),
             })
             .ok_or_else(|| not_found("ContainerStatus", id));
         ready(out)

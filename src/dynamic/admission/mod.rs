@@ -5,18 +5,25 @@
 //! - [`shape`]: the request on its own (names, sizes, paths; no privileged, no hostPort);
 //! - [`qos`]: the pod's QoS class never changes;
 //! - [`names`]: names unique among all containers ever in the pod;
-//! - [`mounts`]: only volumes the pod already mounts, never with more rights.
+//! - [`mounts`]: only volumes the pod already mounts, never with more rights;
+//! - [`security`] (with [`caps`]): no more privilege than the pod's containers run with.
 
+pub mod caps;
 pub mod mounts;
 pub mod names;
 pub mod qos;
+pub mod security;
 pub mod shape;
+
+use std::collections::BTreeSet;
 
 use k8s_cri::v1 as cri;
 
 use super::error::{Error, Result};
 use super::model::ContainerSpec;
-use super::model::kubelet::Qos;
+use super::model::kubelet::{Qos, seccomp_profile_path};
+use super::model::security::{Effective, ImageUser, PodSecurity};
+use super::model::spec::Profile;
 pub use names::TakenNames;
 
 /// What admission needs to know about the pod a request adds to.
@@ -31,6 +38,19 @@ pub struct PodFacts {
     pub names: TakenNames,
     /// What the kubelet's containers mount (only read when a container asks for a mount).
     pub mounts: Vec<cri::Mount>,
+    /// What the kubelet's containers run with, and what the sandbox sets for all of them.
+    pub security: PodSecurity,
+    /// Seccomp profiles (node paths) the request names that do not exist on the node.
+    pub missing_profiles: BTreeSet<String>,
+}
+
+/// What admission decided for one container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admitted {
+    /// Its mounts, resolved to the pod's own.
+    pub mounts: Vec<cri::Mount>,
+    /// Its security settings: its own, inherited or hardened to the pod's.
+    pub security: Effective,
 }
 
 /// The checks that need no pod: run before anything is looked up.
@@ -42,8 +62,12 @@ pub fn request(specs: &[ContainerSpec]) -> Result<()> {
         .try_for_each(|(i, spec)| shape::container(spec, i))
 }
 
-/// The checks against the pod; returns each container's mounts, resolved to the pod's own.
-pub fn admit(specs: &[ContainerSpec], pod: &PodFacts) -> Result<Vec<Vec<cri::Mount>>> {
+/// The checks against the pod, with the user each container's image runs as.
+pub fn admit(
+    specs: &[ContainerSpec],
+    images: &[ImageUser],
+    pod: &PodFacts,
+) -> Result<Vec<Admitted>> {
     let id = &pod.sandbox_id;
     if pod.stopping {
         return Err(Error::FailedPrecondition(format!(
@@ -61,14 +85,30 @@ pub fn admit(specs: &[ContainerSpec], pod: &PodFacts) -> Result<Vec<Vec<cri::Mou
     names::check(specs, &pod.names)?;
     specs
         .iter()
+        .zip(images)
         .enumerate()
-        .map(|(i, spec)| mounts::mounts(spec, i, &pod.mounts))
+        .map(|(i, (spec, image))| {
+            if let Some(Profile::Localhost(path)) = &spec.security.seccomp {
+                let node_path = seccomp_profile_path(path);
+                if pod.missing_profiles.contains(&node_path) {
+                    return Err(Error::invalid(
+                        format!("containers[{i}].securityContext.seccompProfile"),
+                        format!("{node_path} does not exist on the node"),
+                    ));
+                }
+            }
+            Ok(Admitted {
+                security: security::harden(spec, i, &pod.security, image)?,
+                mounts: mounts::mounts(spec, i, &pod.mounts)?,
+            })
+        })
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dynamic::model::security::ContainerSecurity;
 
     fn facts() -> PodFacts {
         PodFacts {
@@ -78,7 +118,23 @@ mod tests {
             qos: Qos::Burstable,
             names: TakenNames::default(),
             mounts: vec![],
+            security: PodSecurity {
+                containers: vec![
+                    ContainerSecurity::from_verbose(
+                        "main",
+                        &serde_json::json!({"runtimeSpec": {"ociVersion": "1.0.2",
+                        "process": {"user": {"uid": 0, "gid": 0}, "cwd": "/"}}}),
+                    )
+                    .unwrap(),
+                ],
+                ..Default::default()
+            },
+            missing_profiles: BTreeSet::new(),
         }
+    }
+
+    fn admit(specs: &[ContainerSpec], pod: &PodFacts) -> Result<Vec<Admitted>> {
+        super::admit(specs, &vec![ImageUser::default(); specs.len()], pod)
     }
 
     fn spec(name: &str) -> ContainerSpec {
@@ -91,7 +147,9 @@ mod tests {
 
     #[test]
     fn the_pod_must_run_and_names_stay_unique() {
-        assert_eq!(admit(&[spec("a")], &facts()).unwrap(), vec![vec![]]);
+        let admitted = admit(&[spec("a")], &facts()).unwrap();
+        assert_eq!(admitted.len(), 1);
+        assert!(admitted[0].mounts.is_empty());
         let stopping = PodFacts {
             stopping: true,
             ..facts()
@@ -130,6 +188,41 @@ mod tests {
                 admit(&[spec("a"), spec("b")], &pod),
                 Err(Error::AlreadyExists(m)) if m.starts_with("containers[1].name")
             ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod profile_tests {
+    use super::*;
+
+    #[test]
+    fn a_seccomp_file_that_does_not_exist_is_invalid_before_any_runtime_call() {
+        let spec = ContainerSpec {
+            name: "a".into(),
+            image: "busybox".into(),
+            security: crate::dynamic::model::spec::SecurityContext {
+                seccomp: Some(Profile::Localhost("profiles/none.json".into())),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let pod = PodFacts {
+            sandbox_id: "sb".into(),
+            stopping: false,
+            kubelet_running: true,
+            qos: Qos::Burstable,
+            names: TakenNames::default(),
+            mounts: vec![],
+            security: PodSecurity::default(),
+            missing_profiles: ["/var/lib/kubelet/seccomp/profiles/none.json".to_string()].into(),
+        };
+        match admit(&[spec], &[ImageUser::default()], &pod) {
+            Err(Error::InvalidArgument { field, reason }) => {
+                assert_eq!(field, "containers[0].securityContext.seccompProfile");
+                assert!(reason.contains("does not exist"), "{reason}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -4,9 +4,10 @@
 
 use std::collections::HashSet;
 
+use super::caps::CapName;
 use crate::dynamic::error::{Error, Result};
 use crate::dynamic::model::keys::RESERVED_PREFIXES;
-use crate::dynamic::model::spec::{ContainerSpec, Probe, ProbeHandler, Quantity};
+use crate::dynamic::model::spec::{ContainerSpec, Probe, ProbeHandler, Profile, Quantity};
 
 /// Upper bounds on what one container may carry; generous for real use, small enough that a
 /// request cannot balloon podgraft's memory or containerd's metadata.
@@ -130,6 +131,44 @@ fn check_probe(field: &str, probe: &Probe, liveness_or_startup: bool) -> Result<
 
 fn text_bytes<'a>(items: impl Iterator<Item = &'a str>) -> usize {
     items.map(str::len).sum()
+}
+
+/// Values containerd would refuse, refused first with the field named (not as UNKNOWN later).
+fn security_values(spec: &ContainerSpec, f: &dyn Fn(&str) -> String) -> Result<()> {
+    let sc = &spec.security;
+    for (name, id) in [
+        ("runAsUser", sc.run_as_user),
+        ("runAsGroup", sc.run_as_group),
+    ] {
+        if let Some(id) = id.filter(|id| !(0..=i64::from(u32::MAX - 1)).contains(id)) {
+            return Err(Error::invalid(
+                f(&format!("securityContext.{name}")),
+                format!("{id} is not a valid id (0 to 4294967294)"),
+            ));
+        }
+    }
+    for (list, names) in [
+        ("add", &sc.capabilities.add),
+        ("drop", &sc.capabilities.drop),
+    ] {
+        for (j, name) in names.iter().enumerate() {
+            if CapName::parse(name).is_none() {
+                return Err(Error::invalid(
+                    f(&format!("securityContext.capabilities.{list}[{j}]")),
+                    format!("{name:?} is not a Linux capability"),
+                ));
+            }
+        }
+    }
+    if let Some(Profile::Localhost(path)) = &sc.seccomp {
+        if path.split('/').any(|c| c == "..") {
+            return Err(Error::invalid(
+                f("securityContext.seccompProfile"),
+                format!("localhost/{path}: the profile path must not contain '..'"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks a request as a whole: how many containers, and no name twice.
@@ -282,6 +321,7 @@ pub fn container(spec: &ContainerSpec, i: usize) -> Result<()> {
             f("securityContext.privileged")
         )));
     }
+    security_values(spec, &f)?;
     for (name, probe, strict) in [
         ("livenessProbe", &spec.liveness_probe, true),
         ("readinessProbe", &spec.readiness_probe, false),

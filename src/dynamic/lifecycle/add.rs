@@ -1,7 +1,8 @@
-//! Adding containers, as a chain of steps run by [`Chain`]: under the pod's lock, admission
-//! against the pod, then the name reservation and the growth (ledger and pod cgroup); then the
-//! crash-safety record and, per container, pull and create-and-start. Any failure undoes every
-//! step before it: all of the request's containers, or none.
+//! Adding containers: the images first (admission needs the user each runs as), then a chain of
+//! steps run by [`Chain`]: under the pod's lock, admission against the pod (shape, QoS, names,
+//! mounts, no escalation), the name reservation and the growth (ledger and pod cgroup); then the
+//! crash-safety record and, per container, create-and-start. Any failure undoes every step
+//! before it: all of the request's containers, or none.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use crate::BoxFuture;
 use crate::dynamic::admission;
 use crate::dynamic::error::{Error, Result};
 use crate::dynamic::model::keys::BATCH_LABEL;
+use crate::dynamic::model::security::ImageUser;
 use crate::dynamic::model::spec::PullPolicy;
 use crate::dynamic::model::{
     ContainerSpec, ContainerState, ContainerView, EventKind, PodId, PodSelector,
@@ -144,66 +146,6 @@ impl Step<AddCx<'_>> for RecordBatch {
     }
 }
 
-/// The image, as `imagePullPolicy` asks.
-struct Pull {
-    i: usize,
-    spec: ContainerSpec,
-}
-
-impl Step<AddCx<'_>> for Pull {
-    fn name(&self) -> String {
-        format!("containers[{}]: pull", self.i)
-    }
-
-    fn run<'a>(&'a mut self, cx: &'a AddCx<'_>) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let (i, spec) = (self.i, &self.spec);
-            if spec.pull_policy != PullPolicy::Always {
-                let present = cx
-                    .lc
-                    .cri
-                    .image_status(&spec.image)
-                    .await
-                    .map_err(Error::runtime("checking the image"))?
-                    .is_some();
-                if present {
-                    return Ok(());
-                }
-                if spec.pull_policy == PullPolicy::Never {
-                    return Err(Error::FailedPrecondition(format!(
-                        "containers[{i}].image: {:?} is not present and imagePullPolicy is Never",
-                        spec.image
-                    )));
-                }
-            }
-            let auth = spec.registry_auth.clone().map(|a| cri::AuthConfig {
-                username: a.username,
-                password: a.password,
-                auth: a.auth,
-                server_address: a.server_address,
-                identity_token: a.identity_token,
-                registry_token: a.registry_token,
-            });
-            cx.lc
-                .cri
-                .pull_image(cri::PullImageRequest {
-                    image: Some(cri::ImageSpec {
-                        image: spec.image.clone(),
-                        ..Default::default()
-                    }),
-                    auth,
-                    sandbox_config: Some(cx.config.clone()),
-                })
-                .await
-                .map_err(Error::runtime(format!(
-                    "containers[{i}].image: pulling {:?}",
-                    spec.image
-                )))?;
-            Ok(())
-        })
-    }
-}
-
 /// One container, created and started; undone by stopping and removing it.
 struct CreateAndStart {
     i: usize,
@@ -270,7 +212,64 @@ impl Step<AddCx<'_>> for CreateAndStart {
     }
 }
 
+fn image_user(image: cri::Image) -> ImageUser {
+    ImageUser {
+        uid: image.uid.map(|u| u.value),
+        username: image.username,
+    }
+}
+
 impl Lifecycle {
+    /// The image of `containers[i]`, as `imagePullPolicy` asks, and the user it runs as. Pulled
+    /// before admission, which needs that user (as the kubelet pulls before it creates).
+    async fn ensure_image(
+        &self,
+        i: usize,
+        spec: &ContainerSpec,
+        pod_config: &cri::PodSandboxConfig,
+    ) -> Result<ImageUser> {
+        let status = || async {
+            self.cri
+                .image_status(&spec.image)
+                .await
+                .map_err(Error::runtime("checking the image"))
+        };
+        if spec.pull_policy != PullPolicy::Always {
+            if let Some(image) = status().await? {
+                return Ok(image_user(image));
+            }
+            if spec.pull_policy == PullPolicy::Never {
+                return Err(Error::FailedPrecondition(format!(
+                    "containers[{i}].image: {:?} is not present and imagePullPolicy is Never",
+                    spec.image
+                )));
+            }
+        }
+        let auth = spec.registry_auth.clone().map(|a| cri::AuthConfig {
+            username: a.username,
+            password: a.password,
+            auth: a.auth,
+            server_address: a.server_address,
+            identity_token: a.identity_token,
+            registry_token: a.registry_token,
+        });
+        self.cri
+            .pull_image(cri::PullImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: spec.image.clone(),
+                    ..Default::default()
+                }),
+                auth,
+                sandbox_config: Some(pod_config.clone()),
+            })
+            .await
+            .map_err(Error::runtime(format!(
+                "containers[{i}].image: pulling {:?}",
+                spec.image
+            )))?;
+        Ok(status().await?.map(image_user).unwrap_or_default())
+    }
+
     /// Adds and starts `specs` in the pod: all of them, or none.
     pub async fn add(
         &self,
@@ -290,13 +289,17 @@ impl Lifecycle {
         };
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
         let created = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut images = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            images.push(self.ensure_image(i, spec, &cx.config).await?);
+        }
         let mut chain = Chain::new(&cx);
-        let mounts = {
+        let admitted = {
             // Admission, the name reservation and growth are one step per pod, so concurrent
             // adds never overshoot or take one name twice.
             let _guard = sandbox.lock.lock().await;
             let facts = self.pod_facts(&sandbox, &specs).await?;
-            let mounts = admission::admit(&specs, &facts)?;
+            let admitted = admission::admit(&specs, &images, &facts)?;
             chain.run(ReserveNames(names.clone())).await?;
             let growth = specs
                 .iter()
@@ -308,28 +311,23 @@ impl Lifecycle {
                     reserved: false,
                 })
                 .await?;
-            mounts
+            admitted
         };
         let result = async {
             let batch = self.batches.next(&id, names.clone());
             let batch_id = batch.id.clone();
             chain.run(RecordBatch(batch)).await?;
-            for (i, (spec, mounts)) in specs.iter().zip(mounts).enumerate() {
+            for (i, (spec, admitted)) in specs.iter().zip(admitted).enumerate() {
                 let mut config = translate::container_config(
                     spec,
+                    &admitted.security,
                     self.specs.encode(spec),
                     &cx.config,
-                    mounts,
+                    admitted.mounts,
                     0,
                     self.settings.memory_capacity,
                 );
                 config.labels.insert(BATCH_LABEL.into(), batch_id.clone());
-                chain
-                    .run(Pull {
-                        i,
-                        spec: spec.clone(),
-                    })
-                    .await?;
                 chain
                     .run(CreateAndStart {
                         i,

@@ -1,5 +1,6 @@
 //! Finding the pod a request names, and gathering what admission needs to know about it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use k8s_cri::v1 as cri;
@@ -8,11 +9,80 @@ use super::{Lifecycle, name_of};
 use crate::dynamic::admission::{PodFacts, TakenNames};
 use crate::dynamic::error::{Error, Result};
 use crate::dynamic::model::keys::DYNAMIC_LABEL;
-use crate::dynamic::model::kubelet::{Qos, cgroup_parent};
+use crate::dynamic::model::kubelet::{Qos, cgroup_parent, seccomp_profile_path};
+use crate::dynamic::model::security::{ContainerSecurity, PodSecurity, SandboxSecurity};
+use crate::dynamic::model::spec::Profile;
 use crate::dynamic::model::{ContainerSpec, PodSelector};
 use crate::dynamic::state::Sandbox;
+use crate::dynamic::state::writer::run_blocking;
+
+/// The seccomp profile files the request names that the node does not have.
+async fn missing_seccomp_profiles(specs: &[ContainerSpec]) -> BTreeSet<String> {
+    let paths: Vec<String> = specs
+        .iter()
+        .filter_map(|s| match &s.security.seccomp {
+            Some(Profile::Localhost(p)) => Some(seccomp_profile_path(p)),
+            _ => None,
+        })
+        .collect();
+    if paths.is_empty() {
+        return BTreeSet::new();
+    }
+    run_blocking(move || {
+        paths
+            .into_iter()
+            .filter(|p| !std::path::Path::new(p).is_file())
+            .collect()
+    })
+    .await
+}
 
 impl Lifecycle {
+    /// What the pod's kubelet containers run with (their OCI specs, from containerd's verbose
+    /// status), cached per set of containers. A container whose spec cannot be read refuses the
+    /// add: podgraft compares with what it knows, never with a guess.
+    async fn pod_security(
+        &self,
+        sandbox: &Sandbox,
+        kubelet: &[&cri::Container],
+    ) -> Result<Arc<PodSecurity>> {
+        let mut ids: Vec<String> = kubelet.iter().map(|c| c.id.clone()).collect();
+        ids.sort();
+        if let Some((key, cached)) = &*sandbox.security.lock().unwrap_or_else(|e| e.into_inner()) {
+            if *key == ids {
+                return Ok(cached.clone());
+            }
+        }
+        let mut containers = Vec::with_capacity(kubelet.len());
+        for c in kubelet {
+            let status = self
+                .cri
+                .container_status(&c.id, true)
+                .await
+                .map_err(Error::runtime("reading what the pod's containers run with"))?;
+            let info = status
+                .info
+                .get("info")
+                .and_then(|i| serde_json::from_str::<serde_json::Value>(i).ok());
+            let name = name_of(c);
+            let security = info
+                .as_ref()
+                .and_then(|i| ContainerSecurity::from_verbose(name, i))
+                .ok_or_else(|| {
+                    Error::FailedPrecondition(format!(
+                        "cannot read the security settings container {name:?} runs with (containerd's verbose status has no OCI spec), so nothing can be compared with it"
+                    ))
+                })?;
+            containers.push(security);
+        }
+        let security = Arc::new(PodSecurity {
+            sandbox: SandboxSecurity::of(&sandbox.config()),
+            containers,
+        });
+        *sandbox.security.lock().unwrap_or_else(|e| e.into_inner()) = Some((ids, security.clone()));
+        Ok(security)
+    }
+
     /// The selected pod's current sandbox, if it is mutable and running.
     pub(super) async fn resolve(&self, pod: &PodSelector) -> Result<Arc<Sandbox>> {
         let mut found = self
@@ -80,8 +150,12 @@ impl Lifecycle {
                 mounts.extend(status.status.map(|s| s.mounts).unwrap_or_default());
             }
         }
+        let security = self.pod_security(sandbox, &kubelet).await?;
+        let missing_profiles = missing_seccomp_profiles(specs).await;
         let record = sandbox.record();
         Ok(PodFacts {
+            security: (*security).clone(),
+            missing_profiles,
             stopping: sandbox.is_stopping(),
             kubelet_running: kubelet
                 .iter()

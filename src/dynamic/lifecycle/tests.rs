@@ -369,6 +369,7 @@ async fn an_add_interrupted_by_a_crash_is_rolled_back_at_start() {
     let codec = crate::dynamic::lifecycle::stored_spec::SpecCodec::default();
     let mut config = super::translate::container_config(
         &spec("half"),
+        &crate::dynamic::model::security::Effective::requested(&spec("half")),
         codec.encode(&spec("half")),
         &fx.cri.sandbox_config("sb-mut"),
         vec![],

@@ -12,30 +12,10 @@ use crate::dynamic::model::keys::{
 };
 use crate::dynamic::model::kubelet::{
     Qos, cgroup_parent, milli_cpu_to_quota, milli_cpu_to_shares, oom_score_adj,
+    seccomp_profile_path,
 };
-use crate::dynamic::model::spec::{ProcMount, Profile};
-
-/// The kubelet's default masked and read-only paths for unprivileged containers (procMount Default).
-pub const MASKED_PATHS: [&str; 11] = [
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-const READONLY_PATHS: [&str; 5] = [
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
+use crate::dynamic::model::security::Effective;
+use crate::dynamic::model::spec::Profile;
 
 /// Linux resources of the container: requests default to limits, as the API server defaults them.
 pub fn linux_resources(
@@ -55,12 +35,15 @@ pub fn linux_resources(
     }
 }
 
-fn security_profile(profile: &Option<Profile>) -> Option<cri::SecurityProfile> {
+fn security_profile(
+    profile: &Option<Profile>,
+    resolve: fn(&str) -> String,
+) -> Option<cri::SecurityProfile> {
     use cri::security_profile::ProfileType;
     let (profile_type, localhost_ref) = match profile.as_ref()? {
         Profile::RuntimeDefault => (ProfileType::RuntimeDefault, String::new()),
         Profile::Unconfined => (ProfileType::Unconfined, String::new()),
-        Profile::Localhost(path) => (ProfileType::Localhost, path.clone()),
+        Profile::Localhost(path) => (ProfileType::Localhost, resolve(path)),
     };
     Some(cri::SecurityProfile {
         profile_type: profile_type as i32,
@@ -69,11 +52,9 @@ fn security_profile(profile: &Option<Profile>) -> Option<cri::SecurityProfile> {
 }
 
 fn security_context(
-    spec: &ContainerSpec,
+    eff: &Effective,
     pod: &cri::PodSandboxConfig,
 ) -> cri::LinuxContainerSecurityContext {
-    let sc = &spec.security;
-    let unmasked = sc.proc_mount == ProcMount::Unmasked;
     let pod_sc = pod
         .linux
         .as_ref()
@@ -81,44 +62,42 @@ fn security_context(
         .unwrap_or_default();
     cri::LinuxContainerSecurityContext {
         capabilities: Some(cri::Capability {
-            add_capabilities: sc.capabilities.add.clone(),
-            drop_capabilities: sc.capabilities.drop.clone(),
+            add_capabilities: eff.capabilities_add.clone(),
+            drop_capabilities: eff.capabilities_drop.clone(),
             ..Default::default()
         }),
         privileged: false,
         // The container joins the pod's namespaces exactly as the kubelet's containers do.
         namespace_options: pod_sc.namespace_options,
-        selinux_options: (!sc.se_linux_level.is_empty()).then(|| cri::SeLinuxOption {
-            level: sc.se_linux_level.clone(),
+        selinux_options: (!eff.selinux_level.is_empty()).then(|| cri::SeLinuxOption {
+            level: eff.selinux_level.clone(),
             ..Default::default()
         }),
-        run_as_user: sc.run_as_user.map(|value| cri::Int64Value { value }),
-        run_as_group: sc.run_as_group.map(|value| cri::Int64Value { value }),
-        readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
-        no_new_privs: sc.allow_privilege_escalation == Some(false),
-        masked_paths: if unmasked {
-            vec![]
-        } else {
-            MASKED_PATHS.map(String::from).to_vec()
-        },
-        readonly_paths: if unmasked {
-            vec![]
-        } else {
-            READONLY_PATHS.map(String::from).to_vec()
-        },
-        seccomp: security_profile(&sc.seccomp).or(Some(cri::SecurityProfile {
-            profile_type: cri::security_profile::ProfileType::Unconfined as i32,
-            localhost_ref: String::new(),
-        })),
-        apparmor: security_profile(&sc.apparmor),
+        run_as_user: eff.run_as_user.map(|value| cri::Int64Value { value }),
+        run_as_group: eff.run_as_group.map(|value| cri::Int64Value { value }),
+        supplemental_groups: eff.supplemental_groups.clone(),
+        readonly_rootfs: eff.readonly_rootfs,
+        no_new_privs: eff.no_new_privs,
+        masked_paths: eff.masked_paths.clone(),
+        readonly_paths: eff.readonly_paths.clone(),
+        // Unset is unconfined, as the kubelet sends it.
+        seccomp: security_profile(&eff.seccomp, seccomp_profile_path).or(Some(
+            cri::SecurityProfile {
+                profile_type: cri::security_profile::ProfileType::Unconfined as i32,
+                localhost_ref: String::new(),
+            },
+        )),
+        // AppArmor localhost profiles are names, not paths.
+        apparmor: security_profile(&eff.apparmor, str::to_string),
         ..Default::default()
     }
 }
 
-/// The full CRI config of a dynamic container. `mounts` are already resolved to host paths;
-/// `stored_spec` is the spec as kept in its annotation.
+/// The full CRI config of a dynamic container. `mounts` are already resolved to host paths,
+/// `security` is what admission decided; `stored_spec` is the spec as kept in its annotation.
 pub fn container_config(
     spec: &ContainerSpec,
+    security: &Effective,
     stored_spec: String,
     pod: &cri::PodSandboxConfig,
     mounts: Vec<cri::Mount>,
@@ -178,7 +157,7 @@ pub fn container_config(
                 Qos::from_cgroup_parent(cgroup_parent(pod)),
                 memory_capacity,
             )),
-            security_context: Some(security_context(spec, pod)),
+            security_context: Some(security_context(security, pod)),
         }),
         ..Default::default()
     }
@@ -188,6 +167,7 @@ pub fn container_config(
 mod tests {
     use super::*;
     use crate::dynamic::lifecycle::stored_spec::SpecCodec;
+    use crate::dynamic::model::kubelet::MASKED_PATHS;
     use crate::dynamic::model::spec::RegistryAuth;
     use crate::dynamic::model::spec::testing::with_resources;
 
@@ -220,6 +200,7 @@ mod tests {
         let codec = SpecCodec::default();
         let cfg = container_config(
             &with_secret,
+            &Effective::requested(&with_secret),
             codec.encode(&with_secret),
             &pod,
             vec![],

@@ -34,6 +34,41 @@ pub fn cgroup_parent(config: &cri::PodSandboxConfig) -> &str {
         .unwrap_or("")
 }
 
+/// The kubelet's default masked and read-only paths for unprivileged containers (procMount Default).
+pub const MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Where the kubelet keeps seccomp profiles (`--root-dir` default + `seccomp`).
+pub const SECCOMP_ROOT: &str = "/var/lib/kubelet/seccomp";
+
+/// The node path of a `localhost/<path>` seccomp profile: as the kubelet resolves it, relative to
+/// its seccomp root unless absolute.
+pub fn seccomp_profile_path(path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{SECCOMP_ROOT}/{path}")
+    }
+}
+
 /// CPU shares from milli-CPU, as the kubelet computes them (clamped to [2, 262144]).
 pub fn milli_cpu_to_shares(milli: i64) -> i64 {
     if milli == 0 {

@@ -6,12 +6,14 @@
 //! - [`view`]: a container as podgraft reports it, and its lifecycle events;
 //! - [`keys`]: the labels and annotations podgraft reads and writes on containers;
 //! - [`kubelet`]: the kubelet's formulas (QoS class, CPU shares and quota, oom_score_adj);
-//! - [`quantity`]: Kubernetes resource quantities.
+//! - [`quantity`]: Kubernetes resource quantities;
+//! - [`security`]: privilege as podgraft compares it (what containers run with, what a new one gets).
 
 pub mod keys;
 pub mod kubelet;
 pub mod pod;
 pub mod quantity;
+pub mod security;
 pub mod spec;
 pub mod view;
 

@@ -173,7 +173,7 @@ impl Amounts {
 }
 
 /// A seccomp or AppArmor profile.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Profile {
     RuntimeDefault,
     Unconfined,

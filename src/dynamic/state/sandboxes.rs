@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::verbose::{cgroup_parent_from_spec, config_from_verbose};
 use super::writer::{self, StateError, Writer, run_blocking};
 use crate::cri::{Cri, CriResult};
+use crate::dynamic::model::security::PodSecurity;
 
 /// Removed container names remembered per pod: a name becomes reusable only once it has fallen out
 /// of this list (KEP-5972 keeps the last ~10 removed statuses).
@@ -60,6 +61,9 @@ pub struct Sandbox {
     pub lock: tokio::sync::Mutex<()>,
     /// Serializes reads and writes of the pod cgroup (held on the blocking pool only).
     pub cgroup_lock: Mutex<()>,
+    /// What the pod's kubelet containers run with, keyed by their IDs: read from containerd once
+    /// per set of containers, not per add.
+    pub security: Mutex<Option<(Vec<String>, Arc<PodSecurity>)>>,
 }
 
 impl Sandbox {
@@ -70,6 +74,7 @@ impl Sandbox {
             stopping: AtomicBool::new(false),
             lock: tokio::sync::Mutex::new(()),
             cgroup_lock: Mutex::new(()),
+            security: Mutex::new(None),
         }
     }
 
