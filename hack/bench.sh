@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs the relay benchmark (fake backend and real containerd) after installing what it needs.
+# Runs the benchmarks (add latency, relay latency during adds, relay overhead on a fake backend and
+# real containerd) after installing what it needs.
 # Figures go to stdout; copy them into docs/benchmarks.md with the date and this command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hack/install-deps.sh
 hack/build-images.py target/test-images >/dev/null
 cargo bench --bench add "$@"
+cargo bench --bench relay_during_adds "$@"
 cargo bench --bench relay "$@"

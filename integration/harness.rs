@@ -21,7 +21,7 @@ pub const BUSYBOX: &str = "podgraft.test/busybox:1";
 pub const MUTABLE: &str = "podgraft";
 
 pub struct Node {
-    /// Extra lines for podgraft's config file.
+    /// Extra lines for podgraft's config file (a key set here replaces the node's default for it).
     pub extra_config: String,
     pub dir: tempfile::TempDir,
     pub containerd: PathBuf,
@@ -94,15 +94,24 @@ impl Node {
 
     pub fn start_podgraft(&mut self) {
         let config = self.dir.path().join("podgraft.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "mutable_handlers = [\"{MUTABLE}\"]\nstate_dir = \"{}\"\npoll_interval_ms = 200\npod_stop_grace_seconds = 2\n{}\n",
-                self.dir.path().join("state").display(),
-                self.extra_config
-            ),
-        )
-        .unwrap();
+        let mut text = format!(
+            "mutable_handlers = [\"{MUTABLE}\"]\nstate_dir = \"{}\"\n",
+            self.dir.path().join("state").display()
+        );
+        // The test node's timings, unless the test's extra config sets the key itself: TOML
+        // refuses a key given twice.
+        for (key, value) in [("poll_interval_ms", "200"), ("pod_stop_grace_seconds", "2")] {
+            if !self
+                .extra_config
+                .lines()
+                .any(|l| l.split('=').next().map(str::trim) == Some(key))
+            {
+                text.push_str(&format!("{key} = {value}\n"));
+            }
+        }
+        text.push_str(&self.extra_config);
+        text.push('\n');
+        std::fs::write(&config, text).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

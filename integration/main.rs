@@ -4,6 +4,7 @@ mod dynamic;
 mod growth;
 mod grpc_go;
 mod harness;
+mod hiding_stress;
 mod host_paths;
 mod pod;
 mod registry;
