@@ -19,7 +19,7 @@ use common::{Podgraft, PrivateContainerd, Samples, ms, scale};
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use podgraft::api::{self, control_client::ControlClient};
-use podgraft::testing::uds_channel;
+use podgraft::client::uds_channel;
 use tonic::transport::Channel;
 
 const IMAGE: &str = "podgraft.test/busybox:1";
