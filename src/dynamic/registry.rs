@@ -52,6 +52,8 @@ struct Inner {
     /// Names being added, per sandbox: reserved so concurrent adds cannot both take one, and so
     /// the node counts as having dynamic containers from before the first one exists.
     in_flight: HashMap<String, HashSet<String>>,
+    /// Containers podgraft is stopping to remove: their exit is part of the removal, not news.
+    removing: HashSet<String>,
 }
 
 pub struct Registry {
@@ -152,11 +154,22 @@ impl Registry {
         Some(std::mem::replace(&mut entry.state, state))
     }
 
+    /// podgraft is about to stop `id` to remove it (`false`: the removal failed, it stays).
+    pub fn set_removing(&self, id: &str, removing: bool) {
+        let mut inner = self.lock();
+        if removing {
+            inner.removing.insert(id.to_string());
+        } else {
+            inner.removing.remove(id);
+        }
+    }
+
     /// The container is gone from containerd.
     pub fn remove(&self, id: &str) -> Option<Entry> {
         let mut inner = self.lock();
         inner.generation += 1;
         let generation = inner.generation;
+        inner.removing.remove(id);
         let (entry, _) = inner.containers.remove(id)?;
         inner.removed.insert(id.to_string(), generation);
         Some(entry)
@@ -201,6 +214,10 @@ impl Registry {
         for Listed { id, entry } in listed {
             if inner.removed.get(&id).is_some_and(|g| *g > token.0) {
                 // Removed after the listing was requested: the listing is older than the removal.
+                continue;
+            }
+            if inner.removing.contains(&id) {
+                // Being removed: its exit is the removal's, reported as REMOVED.
                 continue;
             }
             let before = match inner.containers.get_mut(&id) {
@@ -295,6 +312,19 @@ mod tests {
         let (changes, _) = reg.merge_listing(token, vec![listed("found", ContainerState::Exited)]);
         assert_eq!(changes[0].before, None);
         assert!(reg.contains("found"));
+    }
+
+    #[test]
+    fn a_container_being_removed_reports_no_exit() {
+        let reg = Registry::default();
+        reg.upsert("c", entry("tool", ContainerState::Running));
+        reg.set_removing("c", true);
+        let token = reg.listing_token();
+        let (changes, gone) = reg.merge_listing(token, vec![listed("c", ContainerState::Exited)]);
+        assert!(changes.is_empty() && gone.is_empty());
+        assert!(reg.contains("c"), "still hidden until removed");
+        reg.remove("c");
+        assert!(!reg.contains("c"));
     }
 
     #[test]

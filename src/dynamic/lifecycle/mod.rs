@@ -88,6 +88,7 @@ impl Lifecycle {
     /// Stops (with `grace` seconds) and removes a container; logs what fails, since this runs on
     /// rollback and teardown paths where the first error must not hide the cleanup of the rest.
     async fn destroy(&self, cid: &str, grace: i64) -> bool {
+        self.registry.set_removing(cid, true);
         let stopped = match self.cri.stop_container(cid, grace).await {
             Ok(()) => true,
             Err(e) if e.is_not_found() => true,
@@ -106,6 +107,8 @@ impl Lifecycle {
         };
         if removed {
             self.registry.remove(cid);
+        } else {
+            self.registry.set_removing(cid, false);
         }
         stopped && removed
     }
