@@ -30,6 +30,10 @@ pub enum DaemonError {
     Control(#[from] tonic::transport::Error),
     #[error("state_dir: {0}")]
     HostPath(#[from] crate::host_paths::HostPathError),
+    #[error("starting the dynamic-container thread: {0}")]
+    Plane(std::io::Error),
+    #[error("the dynamic-container thread ended before it served")]
+    PlaneEnded,
 }
 
 fn backend_settings(s: &Settings) -> BackendSettings {
@@ -141,6 +145,84 @@ async fn load_until_done(manager: &Manager, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// The dynamic-container plane: the manager, its supervisor and the control API, on a thread and
+/// runtime of their own. A burst of adds (protobuf, JSON, CRI calls, events) then neither waits
+/// behind the kubelet's relayed calls nor delays them, whatever the relay's runtime is (one
+/// thread by default). The relay's interceptors still call the manager's pod hooks directly.
+struct Plane {
+    manager: Arc<Manager>,
+    thread: std::thread::JoinHandle<Result<(), DaemonError>>,
+}
+
+async fn start_plane(
+    settings: &Settings,
+    stop: watch::Receiver<bool>,
+) -> Result<Plane, DaemonError> {
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let settings = settings.clone();
+    let thread = std::thread::Builder::new()
+        .name("podgraft-dynamic".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(DaemonError::Plane)?;
+            runtime.block_on(async move {
+                let control_socket = match listener::bind(
+                    &settings.control_listen,
+                    settings.socket_mode,
+                    settings.socket_group,
+                ) {
+                    Ok(socket) => socket,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.into()));
+                        return Ok(());
+                    }
+                };
+                // Built here, so its CRI connection lives on this runtime.
+                let manager = Arc::new(manager(&settings));
+                let _ = ready_tx.send(Ok(manager.clone()));
+                let stopped = |mut rx: watch::Receiver<bool>| async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                let background = {
+                    let manager = manager.clone();
+                    let rx = stop.clone();
+                    tokio::spawn(async move {
+                        load_until_done(&manager, rx.clone()).await;
+                        manager.run(stopped(rx)).await;
+                    })
+                };
+                let service =
+                    crate::api::control_server::ControlServer::new(ControlService::new(manager));
+                let incoming =
+                    futures_util::stream::unfold(&control_socket.listener, |l| async move {
+                        Some((l.accept().await.map(|(stream, _)| stream), l))
+                    });
+                let served = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(incoming, stopped(stop))
+                    .await;
+                let _ = tokio::time::timeout(settings.drain_timeout, background).await;
+                // The socket file goes as `control_socket` drops here.
+                drop(control_socket);
+                served.map_err(DaemonError::from)
+            })
+        })
+        .map_err(DaemonError::Plane)?;
+    match ready_rx.await {
+        Ok(Ok(manager)) => Ok(Plane { manager, thread }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => Err(match thread.join() {
+            Ok(Err(e)) => e,
+            _ => DaemonError::PlaneEnded,
+        }),
+    }
+}
+
 /// Serves until `shutdown` resolves, then drains and removes the sockets. Must run inside a Tokio
 /// runtime. A backend that is down is not an error: calls get UNAVAILABLE until it returns.
 pub async fn run(
@@ -154,14 +236,10 @@ pub async fn run(
         settings.socket_mode,
         settings.socket_group,
     )?;
-    let control_socket = listener::bind(
-        &settings.control_listen,
-        settings.socket_mode,
-        settings.socket_group,
-    )?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let plane = start_plane(&settings, stop_rx).await?;
     let metrics = Arc::new(Metrics::new());
-    let manager = Arc::new(manager(&settings));
-    let relay = Arc::new(relay(&settings, metrics.clone(), manager.clone()));
+    let relay = Arc::new(relay(&settings, metrics.clone(), plane.manager.clone()));
     tracing::info!(
         listen = %settings.listen.display(),
         control = %settings.control_listen.display(),
@@ -170,35 +248,6 @@ pub async fn run(
         mutable_handlers = ?settings.mutable_handlers,
         "podgraft serving CRI"
     );
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-
-    let background = {
-        let manager = manager.clone();
-        let rx = stop_rx.clone();
-        tokio::spawn(async move {
-            load_until_done(&manager, rx.clone()).await;
-            manager.run(stopped(rx)).await;
-        })
-    };
-    let control = {
-        let service =
-            crate::api::control_server::ControlServer::new(ControlService::new(manager.clone()));
-        let rx = stop_rx.clone();
-        tokio::spawn(async move {
-            // The socket file goes when `control_socket` drops at the end of this task.
-            let incoming = futures_util::stream::unfold(&control_socket.listener, |l| async move {
-                Some((l.accept().await.map(|(stream, _)| stream), l))
-            });
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, stopped(rx))
-                .await
-        })
-    };
-
     let server = ServerSettings {
         drain_timeout: settings.drain_timeout,
         ..ServerSettings::default()
@@ -209,11 +258,15 @@ pub async fn run(
     })
     .await;
     drop(socket);
-    let _ = tokio::time::timeout(settings.drain_timeout, background).await;
-    let control_result = tokio::time::timeout(settings.drain_timeout, control).await;
+    let thread = plane.thread;
+    let joined = tokio::time::timeout(
+        settings.drain_timeout * 2,
+        tokio::task::spawn_blocking(move || thread.join()),
+    )
+    .await;
     tracing::info!(summary = %metrics.summary(), "podgraft stopped");
-    match control_result {
-        Ok(Ok(Err(e))) => Err(e.into()),
+    match joined {
+        Ok(Ok(Ok(result))) => result,
         _ => Ok(()),
     }
 }
