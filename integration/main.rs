@@ -9,3 +9,4 @@ mod host_paths;
 mod pod;
 mod registry;
 mod relay_flow;
+mod security;

@@ -147,6 +147,30 @@ pub async fn start_pod(
     script: &str,
     memory_limit: Option<i64>,
 ) -> (PodSpec, String, String) {
+    start_pod_with(node, name, handler, container, script, |config| {
+        if let Some(limit) = memory_limit {
+            config
+                .linux
+                .as_mut()
+                .unwrap()
+                .resources
+                .as_mut()
+                .unwrap()
+                .memory_limit_in_bytes = limit;
+        }
+    })
+    .await
+}
+
+/// [`start_pod`] with the container's config edited first (e.g. its security context).
+pub async fn start_pod_with(
+    node: &Node,
+    name: &str,
+    handler: &str,
+    container: &str,
+    script: &str,
+    edit: impl FnOnce(&mut cri::ContainerConfig),
+) -> (PodSpec, String, String) {
     let mut pod = PodSpec::new(name);
     pod.handler = handler.to_string();
     let mut pg = node.runtime(true).await;
@@ -157,16 +181,7 @@ pub async fn start_pod(
         .into_inner()
         .pod_sandbox_id;
     let mut config = pod.container(container, script);
-    if let Some(limit) = memory_limit {
-        config
-            .linux
-            .as_mut()
-            .unwrap()
-            .resources
-            .as_mut()
-            .unwrap()
-            .memory_limit_in_bytes = limit;
-    }
+    edit(&mut config);
     let id = pg
         .create_container(cri::CreateContainerRequest {
             pod_sandbox_id: sandbox.clone(),
