@@ -6,6 +6,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // For `podgraft ... -o json`.
         .type_attribute(".", "#[derive(serde::Serialize)]")
+        // Credentials and env values must never reach logs through Debug (prost ignores
+        // `debug_redact`): these get redacting Debug impls in src/lib.rs.
+        .skip_debug([
+            ".podgraft.v1alpha1.RegistryAuth",
+            ".podgraft.v1alpha1.KeyValue",
+        ])
         .compile_protos(&["proto/podgraft/v1alpha1/control.proto"], &["proto"])?;
     Ok(())
 }

@@ -95,8 +95,9 @@ impl Node {
     pub fn start_podgraft(&mut self) {
         let config = self.dir.path().join("podgraft.toml");
         let mut text = format!(
-            "mutable_handlers = [\"{MUTABLE}\"]\nstate_dir = \"{}\"\n",
-            self.dir.path().join("state").display()
+            "mutable_handlers = [\"{MUTABLE}\"]\nstate_dir = \"{}\"\naudit_log = \"{}\"\n",
+            self.dir.path().join("state").display(),
+            self.audit_path().display()
         );
         // The test node's timings, unless the test's extra config sets the key itself: TOML
         // refuses a key given twice.
@@ -147,6 +148,56 @@ impl Node {
     pub async fn control_client(&self) -> podgraft::api::control_client::ControlClient<Channel> {
         podgraft::api::control_client::ControlClient::new(
             podgraft::client::uds_channel(&self.control).await.unwrap(),
+        )
+    }
+
+    /// Where podgraft writes its audit records.
+    pub fn audit_path(&self) -> PathBuf {
+        self.dir.path().join("audit.log")
+    }
+
+    /// Every audit record so far.
+    pub fn audit_records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.audit_path())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit records are JSON lines"))
+            .collect()
+    }
+
+    /// Runs the podgraft CLI as another user (uid, gid and supplementary groups), as a real
+    /// process of that user would connect.
+    pub fn cli_as(
+        &self,
+        uid: u32,
+        gid: u32,
+        groups: &[u32],
+        args: &[&str],
+    ) -> (i32, String, String) {
+        use std::os::unix::process::CommandExt;
+        let groups: Vec<nix::unistd::Gid> = groups
+            .iter()
+            .map(|g| nix::unistd::Gid::from_raw(*g))
+            .collect();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_podgraft"));
+        cmd.arg("--control")
+            .arg(&self.control)
+            .args(args)
+            .env(podgraft::host_paths::FORBID_ENV, "1");
+        // SAFETY: only async-signal-safe calls (setgroups, setgid, setuid) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::unistd::setgroups(&groups)?;
+                nix::unistd::setgid(nix::unistd::Gid::from_raw(gid))?;
+                nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))?;
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     }
 

@@ -76,6 +76,10 @@ pub struct Config {
     /// empty: unbounded.
     pub dynamic_budget_cpu: String,
     pub dynamic_budget_memory: String,
+    /// Who may call the control API beyond root (see `control::auth`).
+    pub access: Vec<crate::control::auth::AccessRule>,
+    /// Where control API audit records go: a file path, "stderr", or "off".
+    pub audit_log: String,
 }
 
 impl Default for Config {
@@ -100,6 +104,8 @@ impl Default for Config {
             reconcile_interval_ms: 10_000,
             dynamic_budget_cpu: String::new(),
             dynamic_budget_memory: String::new(),
+            access: Vec::new(),
+            audit_log: "stderr".into(),
         }
     }
 }
@@ -136,6 +142,8 @@ pub struct Settings {
     /// Node budget: milli-CPU and bytes; `None` unbounded.
     pub budget_cpu_milli: Option<i64>,
     pub budget_memory: Option<i64>,
+    pub access: crate::control::auth::Policy,
+    pub audit: crate::control::audit::AuditSink,
 }
 
 impl Config {
@@ -263,6 +271,19 @@ impl Config {
             &self.dynamic_budget_memory,
             crate::dynamic::model::quantity::bytes,
         )?;
+        let access = crate::control::auth::Policy::from_rules(&self.access)
+            .map_err(|reason| invalid("access", reason))?;
+        let audit = match self.audit_log.as_str() {
+            "off" => crate::control::audit::AuditSink::Off,
+            "stderr" | "" => crate::control::audit::AuditSink::Stderr,
+            path if path.starts_with('/') => crate::control::audit::AuditSink::File(path.into()),
+            other => {
+                return Err(invalid(
+                    "audit_log",
+                    format!("{other:?}: give an absolute path, \"stderr\" or \"off\""),
+                ));
+            }
+        };
         let image_endpoint = match self.image_endpoint.as_str() {
             "" => None,
             s => Some(socket_path("image_endpoint", s)?),
@@ -287,6 +308,8 @@ impl Config {
             reconcile_interval: Duration::from_millis(self.reconcile_interval_ms),
             budget_cpu_milli,
             budget_memory,
+            access,
+            audit,
         })
     }
 }

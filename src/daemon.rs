@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use crate::cgroup::{Mode, RealIo};
 use crate::config::Settings;
 use crate::control::ControlService;
+use crate::control::audit::AuditLog;
 use crate::cri::CriClient;
 use crate::dynamic::host::{Host, SystemHost};
 use crate::dynamic::lifecycle::stored_spec::SpecCodec;
@@ -34,6 +35,8 @@ pub enum DaemonError {
     Plane(std::io::Error),
     #[error("the dynamic-container thread ended before it served")]
     PlaneEnded,
+    #[error("audit_log: {0}")]
+    Audit(std::io::Error),
 }
 
 fn backend_settings(s: &Settings) -> BackendSettings {
@@ -160,56 +163,65 @@ async fn start_plane(
 ) -> Result<Plane, DaemonError> {
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let settings = settings.clone();
-    let thread = std::thread::Builder::new()
-        .name("podgraft-dynamic".into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(DaemonError::Plane)?;
-            runtime.block_on(async move {
-                let control_socket = match listener::bind(
-                    &settings.control_listen,
-                    settings.socket_mode,
-                    settings.socket_group,
-                ) {
-                    Ok(socket) => socket,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.into()));
-                        return Ok(());
-                    }
-                };
-                // Built here, so its CRI connection lives on this runtime.
-                let manager = Arc::new(manager(&settings));
-                let _ = ready_tx.send(Ok(manager.clone()));
-                let stopped = |mut rx: watch::Receiver<bool>| async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                };
-                let background = {
-                    let manager = manager.clone();
-                    let rx = stop.clone();
-                    tokio::spawn(async move {
-                        load_until_done(&manager, rx.clone()).await;
-                        manager.run(stopped(rx)).await;
-                    })
-                };
-                let service =
-                    crate::api::control_server::ControlServer::new(ControlService::new(manager));
-                let incoming =
-                    futures_util::stream::unfold(&control_socket.listener, |l| async move {
-                        Some((l.accept().await.map(|(stream, _)| stream), l))
-                    });
-                let served = tonic::transport::Server::builder()
-                    .add_service(service)
-                    .serve_with_incoming_shutdown(incoming, stopped(stop))
-                    .await;
-                let _ = tokio::time::timeout(settings.drain_timeout, background).await;
-                // The socket file goes as `control_socket` drops here.
-                drop(control_socket);
-                served.map_err(DaemonError::from)
+    let thread =
+        std::thread::Builder::new()
+            .name("podgraft-dynamic".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(DaemonError::Plane)?;
+                runtime.block_on(async move {
+                    let control_socket = match listener::bind(
+                        &settings.control_listen,
+                        settings.socket_mode,
+                        settings.socket_group,
+                    ) {
+                        Ok(socket) => socket,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.into()));
+                            return Ok(());
+                        }
+                    };
+                    let audit = match AuditLog::open(&settings.audit) {
+                        Ok(audit) => Arc::new(audit),
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(DaemonError::Audit(e)));
+                            return Ok(());
+                        }
+                    };
+                    // Built here, so its CRI connection lives on this runtime.
+                    let manager = Arc::new(manager(&settings));
+                    let _ = ready_tx.send(Ok(manager.clone()));
+                    let stopped = |mut rx: watch::Receiver<bool>| async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    };
+                    let background = {
+                        let manager = manager.clone();
+                        let rx = stop.clone();
+                        tokio::spawn(async move {
+                            load_until_done(&manager, rx.clone()).await;
+                            manager.run(stopped(rx)).await;
+                        })
+                    };
+                    let service = crate::api::control_server::ControlServer::new(
+                        ControlService::new(manager, settings.access.clone(), audit),
+                    );
+                    let incoming =
+                        futures_util::stream::unfold(&control_socket.listener, |l| async move {
+                            Some((l.accept().await.map(|(stream, _)| stream), l))
+                        });
+                    let served = tonic::transport::Server::builder()
+                        .add_service(service)
+                        .serve_with_incoming_shutdown(incoming, stopped(stop))
+                        .await;
+                    let _ = tokio::time::timeout(settings.drain_timeout, background).await;
+                    // The socket file goes as `control_socket` drops here.
+                    drop(control_socket);
+                    served.map_err(DaemonError::from)
+                })
             })
-        })
-        .map_err(DaemonError::Plane)?;
+            .map_err(DaemonError::Plane)?;
     match ready_rx.await {
         Ok(Ok(manager)) => Ok(Plane { manager, thread }),
         Ok(Err(e)) => {

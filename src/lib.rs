@@ -50,6 +50,25 @@ mod wire;
 pub mod api {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("podgraft.v1alpha1");
+
+    /// Redacted: registry credentials never reach logs.
+    impl std::fmt::Debug for RegistryAuth {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("RegistryAuth")
+                .field("username", &self.username)
+                .field("server_address", &self.server_address)
+                .finish_non_exhaustive()
+        }
+    }
+
+    /// Redacted: env values (and header values) never reach logs.
+    impl std::fmt::Debug for KeyValue {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("KeyValue")
+                .field("name", &self.name)
+                .finish_non_exhaustive()
+        }
+    }
 }
 
 /// A boxed future, for async methods of object-safe traits.

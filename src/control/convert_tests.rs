@@ -216,3 +216,25 @@ fn reads_specs_stored_by_earlier_builds() {
     );
     assert_eq!(legacy_spec("not base64!"), None);
 }
+
+#[test]
+fn debug_output_of_wire_specs_hides_credentials_and_env_values() {
+    let mut s = ok_spec();
+    s.registry_auth = Some(api::RegistryAuth {
+        username: "bot".into(),
+        password: "hunter2-planted".into(),
+        auth: "aHVudGVyMg==".into(),
+        ..Default::default()
+    });
+    s.env = vec![api::KeyValue {
+        name: "TOKEN".into(),
+        value: "s3cr3t-planted".into(),
+    }];
+    let debug = format!("{s:?}");
+    for secret in ["hunter2-planted", "aHVudGVyMg==", "s3cr3t-planted"] {
+        assert!(!debug.contains(secret), "{secret} in {debug}");
+    }
+    assert!(debug.contains("TOKEN") && debug.contains("bot"));
+    let parsed = format!("{:?}", spec(&s, 0).unwrap());
+    assert!(!parsed.contains("hunter2-planted") && !parsed.contains("s3cr3t-planted"));
+}

@@ -142,6 +142,12 @@ impl Manager {
         self.lifecycle.load().await
     }
 
+    /// The namespace of the selected pod (for authorization).
+    pub async fn pod_namespace(&self, pod: &PodSelector) -> Result<String> {
+        self.ready().await?;
+        self.lifecycle.pod_namespace(pod).await
+    }
+
     pub async fn add(
         &self,
         pod: &PodSelector,

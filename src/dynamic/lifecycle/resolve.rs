@@ -38,6 +38,23 @@ async fn missing_seccomp_profiles(specs: &[ContainerSpec]) -> BTreeSet<String> {
 }
 
 impl Lifecycle {
+    /// The namespace of the selected pod, for authorization (any sandbox of it will do: a pod's
+    /// namespace never changes).
+    pub async fn pod_namespace(&self, pod: &PodSelector) -> Result<String> {
+        if let PodSelector::Name { namespace, .. } = pod {
+            return Ok(namespace.clone());
+        }
+        let found = self
+            .cri
+            .list_pod_sandbox(pod.sandbox_filter())
+            .await
+            .map_err(Error::runtime("looking up the pod"))?;
+        found
+            .into_iter()
+            .find_map(|s| s.metadata.map(|m| m.namespace))
+            .ok_or_else(|| Error::NotFound(format!("{pod} not found")))
+    }
+
     /// What the pod's kubelet containers run with (their OCI specs, from containerd's verbose
     /// status), cached per set of containers. A container whose spec cannot be read refuses the
     /// add: podgraft compares with what it knows, never with a guess.

@@ -64,7 +64,7 @@ pub enum TerminationMessagePolicy {
     FallbackToLogsOnError,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct RegistryAuth {
     pub username: String,
     pub password: String,
@@ -74,10 +74,29 @@ pub struct RegistryAuth {
     pub registry_token: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct EnvVar {
     pub name: String,
     pub value: String,
+}
+
+/// Redacted: credentials never reach logs.
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .field("server_address", &self.server_address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Redacted: env values never reach logs.
+impl std::fmt::Debug for EnvVar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvVar")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A mount of something the pod already mounts: a pod volume by `name`, or an existing mount's
@@ -296,6 +315,19 @@ mod tests {
         };
         let json = serde_json::to_string(&spec).unwrap();
         assert!(!json.contains("hunter2"), "{json}");
+        let with_env = ContainerSpec {
+            env: vec![EnvVar {
+                name: "TOKEN".into(),
+                value: "s3cr3t".into(),
+            }],
+            ..spec.clone()
+        };
+        let debug = format!("{with_env:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("s3cr3t"),
+            "{debug}"
+        );
+        assert!(debug.contains("TOKEN"));
         let back: ContainerSpec = serde_json::from_str(&json).unwrap();
         assert_eq!(back.registry_auth, None);
         assert_eq!(back.name, "tool");

@@ -1,0 +1,262 @@
+//! Who may call the control API: every call is authorized by the caller's peer credentials
+//! (SO_PEERCRED on the Unix socket: uid, gid, pid, plus the supplementary groups of that pid),
+//! not only by the socket's file mode, against the `[[access]]` rules of the config.
+//!
+//! Root (uid 0) may do everything, as it may on the node anyway; nobody else may do anything
+//! unless a rule grants it. A rule names identities (uids, gids, group names), verbs (`read`:
+//! list, get, events; `exec`; `mutate`: add, remove) and optionally namespaces.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+
+/// What a call does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verb {
+    Read,
+    Exec,
+    Mutate,
+}
+
+impl Verb {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Read => "read",
+            Verb::Exec => "exec",
+            Verb::Mutate => "mutate",
+        }
+    }
+}
+
+/// One `[[access]]` table of the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessRule {
+    pub uids: Vec<u32>,
+    pub gids: Vec<u32>,
+    /// Group names, resolved when the config is loaded.
+    pub groups: Vec<String>,
+    pub verbs: Vec<Verb>,
+    /// Empty: every namespace.
+    pub namespaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rule {
+    uids: BTreeSet<u32>,
+    gids: BTreeSet<u32>,
+    verbs: BTreeSet<Verb>,
+    namespaces: BTreeSet<String>,
+}
+
+/// The checked rules.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Policy {
+    rules: Vec<Rule>,
+}
+
+/// A caller, as the kernel vouches for it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: Option<i32>,
+    /// Supplementary groups of the calling process (read from /proc when it still exists).
+    pub groups: Vec<u32>,
+}
+
+/// Where a caller may act.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Nowhere,
+    Namespaces(BTreeSet<String>),
+    Everywhere,
+}
+
+impl Scope {
+    pub fn allows(&self, namespace: &str) -> bool {
+        match self {
+            Scope::Nowhere => false,
+            Scope::Namespaces(set) => set.contains(namespace),
+            Scope::Everywhere => true,
+        }
+    }
+}
+
+impl Policy {
+    /// Checks the rules and resolves group names.
+    pub fn from_rules(rules: &[AccessRule]) -> Result<Policy, String> {
+        let mut out = Vec::with_capacity(rules.len());
+        for (i, r) in rules.iter().enumerate() {
+            if r.verbs.is_empty() {
+                return Err(format!(
+                    "access[{i}].verbs: give at least one of read, exec, mutate"
+                ));
+            }
+            if r.uids.is_empty() && r.gids.is_empty() && r.groups.is_empty() {
+                return Err(format!("access[{i}]: name uids, gids or groups"));
+            }
+            let mut gids: BTreeSet<u32> = r.gids.iter().copied().collect();
+            for name in &r.groups {
+                let group = nix::unistd::Group::from_name(name)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| format!("access[{i}].groups: no group named {name:?}"))?;
+                gids.insert(group.gid.as_raw());
+            }
+            out.push(Rule {
+                uids: r.uids.iter().copied().collect(),
+                gids,
+                verbs: r.verbs.iter().copied().collect(),
+                namespaces: r.namespaces.iter().cloned().collect(),
+            });
+        }
+        Ok(Policy { rules: out })
+    }
+
+    /// Where `caller` may do `verb`.
+    pub fn scope(&self, caller: &Caller, verb: Verb) -> Scope {
+        if caller.uid == 0 {
+            return Scope::Everywhere;
+        }
+        let mut namespaces = BTreeSet::new();
+        for rule in &self.rules {
+            let is_caller = rule.uids.contains(&caller.uid)
+                || rule.gids.contains(&caller.gid)
+                || caller.groups.iter().any(|g| rule.gids.contains(g));
+            if !is_caller || !rule.verbs.contains(&verb) {
+                continue;
+            }
+            if rule.namespaces.is_empty() {
+                return Scope::Everywhere;
+            }
+            namespaces.extend(rule.namespaces.iter().cloned());
+        }
+        if namespaces.is_empty() {
+            Scope::Nowhere
+        } else {
+            Scope::Namespaces(namespaces)
+        }
+    }
+}
+
+/// The caller of a request on the control socket; `None` when the transport has no peer
+/// credentials (then nothing is allowed).
+pub fn caller<T>(req: &tonic::Request<T>) -> Option<Caller> {
+    let info = req
+        .extensions()
+        .get::<tonic::transport::server::UdsConnectInfo>()?;
+    let cred = info.peer_cred?;
+    let pid = cred.pid();
+    Some(Caller {
+        uid: cred.uid(),
+        gid: cred.gid(),
+        pid,
+        groups: pid.map(supplementary_groups).unwrap_or_default(),
+    })
+}
+
+/// The `Groups:` line of /proc/<pid>/status (empty if the process is gone).
+fn supplementary_groups(pid: i32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Groups:").map(|g| {
+                    g.split_whitespace()
+                        .filter_map(|n| n.parse().ok())
+                        .collect()
+                })
+            })
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(uid: u32, gid: u32, groups: &[u32]) -> Caller {
+        Caller {
+            uid,
+            gid,
+            pid: None,
+            groups: groups.to_vec(),
+        }
+    }
+
+    #[test]
+    fn root_only_by_default_and_rules_grant_verbs_in_namespaces() {
+        let none = Policy::default();
+        assert_eq!(
+            none.scope(&caller(0, 0, &[]), Verb::Mutate),
+            Scope::Everywhere
+        );
+        assert_eq!(
+            none.scope(&caller(1000, 1000, &[]), Verb::Read),
+            Scope::Nowhere
+        );
+        let policy = Policy::from_rules(&[
+            AccessRule {
+                uids: vec![1000],
+                verbs: vec![Verb::Read],
+                ..Default::default()
+            },
+            AccessRule {
+                gids: vec![2000],
+                verbs: vec![Verb::Mutate, Verb::Exec],
+                namespaces: vec!["agents".into()],
+                ..Default::default()
+            },
+        ])
+        .unwrap();
+        assert_eq!(
+            policy.scope(&caller(1000, 1000, &[]), Verb::Read),
+            Scope::Everywhere
+        );
+        assert_eq!(
+            policy.scope(&caller(1000, 1000, &[]), Verb::Mutate),
+            Scope::Nowhere
+        );
+        let member = caller(1500, 1500, &[2000]);
+        let scope = policy.scope(&member, Verb::Mutate);
+        assert!(scope.allows("agents") && !scope.allows("default"));
+        assert_eq!(policy.scope(&member, Verb::Read), Scope::Nowhere);
+    }
+
+    #[test]
+    fn rules_are_checked() {
+        assert!(
+            Policy::from_rules(&[AccessRule {
+                uids: vec![1],
+                ..Default::default()
+            }])
+            .unwrap_err()
+            .contains("verbs")
+        );
+        assert!(
+            Policy::from_rules(&[AccessRule {
+                verbs: vec![Verb::Read],
+                ..Default::default()
+            }])
+            .is_err()
+        );
+        let err = Policy::from_rules(&[AccessRule {
+            groups: vec!["no-such-group-podgraft".into()],
+            verbs: vec![Verb::Read],
+            ..Default::default()
+        }])
+        .unwrap_err();
+        assert!(err.contains("no-such-group-podgraft"), "{err}");
+        let mut ours: Vec<u32> = nix::unistd::getgroups()
+            .unwrap()
+            .into_iter()
+            .map(|g| g.as_raw())
+            .collect();
+        let mut read = supplementary_groups(std::process::id() as i32);
+        ours.sort();
+        read.sort();
+        assert_eq!(read, ours, "the Groups: line of our own /proc status");
+    }
+}

@@ -1,0 +1,325 @@
+//! The `podgraft.v1alpha1.Control` service: per call, who is calling (peer credentials), whether
+//! the policy lets them do this verb in this pod's namespace, the conversion of the request, one
+//! delegation to the manager, and the audit record.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_stream::Stream;
+use tonic::{Code, Request, Response, Status};
+
+use super::audit::{self, AuditLog, Record};
+use super::auth::{self, Caller, Policy, Scope, Verb};
+use super::convert::{self, container, container_specs, pod_filter, pod_selector};
+use crate::api::{self, control_server::Control};
+use crate::dynamic::lifecycle::stored_spec::SpecCodec;
+use crate::dynamic::model::PodSelector;
+use crate::dynamic::{Manager, model};
+
+pub struct ControlService {
+    manager: Arc<Manager>,
+    policy: Policy,
+    audit: Arc<AuditLog>,
+}
+
+/// One call on its way to the audit trail.
+struct Audited {
+    call: &'static str,
+    caller: Option<Caller>,
+    pod: String,
+    containers: Vec<String>,
+    spec_digests: Vec<String>,
+    started: Instant,
+}
+
+impl ControlService {
+    pub fn new(manager: Arc<Manager>, policy: Policy, audit: Arc<AuditLog>) -> Self {
+        Self {
+            manager,
+            policy,
+            audit,
+        }
+    }
+
+    /// Where the caller may do `verb`; for a call on one pod, refuses unless that pod's namespace
+    /// is in scope. A caller without peer credentials may do nothing.
+    async fn authorize(
+        &self,
+        caller: Option<&Caller>,
+        verb: Verb,
+        pod: Option<&PodSelector>,
+    ) -> Result<Scope, Status> {
+        let Some(caller) = caller else {
+            return Err(Status::permission_denied(
+                "the control API needs the caller's peer credentials (a Unix socket connection)",
+            ));
+        };
+        let scope = self.policy.scope(caller, verb);
+        let denied = |where_: String| {
+            Status::permission_denied(format!(
+                "uid {} (gid {}) may not {} {where_}: no [[access]] rule grants it",
+                caller.uid,
+                caller.gid,
+                verb.name()
+            ))
+        };
+        match (&scope, pod) {
+            (Scope::Nowhere, _) => Err(denied("anywhere".into())),
+            (Scope::Everywhere, _) | (Scope::Namespaces(_), None) => Ok(scope),
+            (Scope::Namespaces(_), Some(pod)) => {
+                let namespace = self.manager.pod_namespace(pod).await?;
+                if scope.allows(&namespace) {
+                    Ok(scope)
+                } else {
+                    Err(denied(format!("in namespace {namespace:?}")))
+                }
+            }
+        }
+    }
+
+    fn record(&self, a: Audited, status: Option<&Status>, denied: bool) {
+        let (decision, code, reason) = match status {
+            None => ("allowed", Code::Ok, String::new()),
+            Some(s) => (
+                if denied { "denied" } else { "failed" },
+                s.code(),
+                s.message().to_string(),
+            ),
+        };
+        self.audit.record(&Record {
+            time_unix_nanos: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i64),
+            call: a.call,
+            caller: a.caller.as_ref(),
+            pod: a.pod,
+            containers: a.containers,
+            spec_digests: a.spec_digests,
+            decision,
+            code: format!("{code:?}"),
+            reason,
+            duration_ms: audit::millis(a.started.elapsed()),
+        });
+    }
+
+    /// Runs an audited call: authorization, then `run`; records the outcome.
+    async fn audited<T>(
+        &self,
+        a: Audited,
+        verb: Verb,
+        pod: Option<&PodSelector>,
+        run: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        if let Err(denial) = self.authorize(a.caller.as_ref(), verb, pod).await {
+            self.record(a, Some(&denial), true);
+            return Err(denial);
+        }
+        let result = run.await;
+        self.record(a, result.as_ref().err(), false);
+        result
+    }
+
+    /// Authorizes a read; denials are audited, allowed reads are not.
+    async fn read(
+        &self,
+        call: &'static str,
+        caller: Option<Caller>,
+        pod: Option<&PodSelector>,
+    ) -> Result<Scope, Status> {
+        let started = Instant::now();
+        self.authorize(caller.as_ref(), Verb::Read, pod)
+            .await
+            .inspect_err(|denial| {
+                let a = Audited {
+                    call,
+                    caller,
+                    pod: pod.map(|p| p.to_string()).unwrap_or_default(),
+                    containers: vec![],
+                    spec_digests: vec![],
+                    started,
+                };
+                self.record(a, Some(denial), true);
+            })
+    }
+}
+
+fn audited(call: &'static str, caller: Option<Caller>, pod: &PodSelector) -> Audited {
+    Audited {
+        call,
+        caller,
+        pod: pod.to_string(),
+        containers: vec![],
+        spec_digests: vec![],
+        started: Instant::now(),
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<api::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn add_containers(
+        &self,
+        req: Request<api::AddContainersRequest>,
+    ) -> Result<Response<api::AddContainersResponse>, Status> {
+        let caller = auth::caller(&req);
+        let req = req.into_inner();
+        let pod = pod_selector(req.pod.as_ref())?;
+        let specs = container_specs(&req.containers)?;
+        let codec = SpecCodec::default();
+        let a = Audited {
+            containers: specs.iter().map(|s| s.name.clone()).collect(),
+            spec_digests: specs
+                .iter()
+                .map(|s| audit::digest(&codec.encode(s)))
+                .collect(),
+            ..audited("AddContainers", caller, &pod)
+        };
+        let added = self
+            .audited(a, Verb::Mutate, Some(&pod), async {
+                Ok(self.manager.add(&pod, specs).await?)
+            })
+            .await?;
+        Ok(Response::new(api::AddContainersResponse {
+            containers: added.into_iter().map(container).collect(),
+        }))
+    }
+
+    async fn remove_containers(
+        &self,
+        req: Request<api::RemoveContainersRequest>,
+    ) -> Result<Response<api::RemoveContainersResponse>, Status> {
+        let caller = auth::caller(&req);
+        let req = req.into_inner();
+        let pod = pod_selector(req.pod.as_ref())?;
+        let a = Audited {
+            containers: req.names.clone(),
+            ..audited("RemoveContainers", caller, &pod)
+        };
+        let removed = self
+            .audited(a, Verb::Mutate, Some(&pod), async {
+                Ok(self
+                    .manager
+                    .remove(&pod, &req.names, req.grace_period_seconds)
+                    .await?)
+            })
+            .await?;
+        Ok(Response::new(api::RemoveContainersResponse { removed }))
+    }
+
+    async fn list_containers(
+        &self,
+        req: Request<api::ListContainersRequest>,
+    ) -> Result<Response<api::ListContainersResponse>, Status> {
+        let caller = auth::caller(&req);
+        let pod = pod_filter(req.get_ref().pod.as_ref())?;
+        let scope = self.read("ListContainers", caller, pod.as_ref()).await?;
+        let mut listed = self.manager.list(pod.as_ref()).await?;
+        // A node-wide listing shows only the namespaces the caller may read.
+        listed.retain(|c| scope.allows(&c.pod.namespace));
+        Ok(Response::new(api::ListContainersResponse {
+            containers: listed.into_iter().map(container).collect(),
+        }))
+    }
+
+    async fn get_container(
+        &self,
+        req: Request<api::GetContainerRequest>,
+    ) -> Result<Response<api::DynamicContainer>, Status> {
+        let caller = auth::caller(&req);
+        let req = req.into_inner();
+        let pod = pod_selector(req.pod.as_ref())?;
+        self.read("GetContainer", caller, Some(&pod)).await?;
+        Ok(Response::new(container(
+            self.manager.get(&pod, &req.name).await?,
+        )))
+    }
+
+    async fn exec(
+        &self,
+        req: Request<api::ExecRequest>,
+    ) -> Result<Response<api::ExecResponse>, Status> {
+        let caller = auth::caller(&req);
+        let req = req.into_inner();
+        let pod = pod_selector(req.pod.as_ref())?;
+        let a = Audited {
+            containers: vec![req.name.clone()],
+            ..audited("Exec", caller, &pod)
+        };
+        let out = self
+            .audited(a, Verb::Exec, Some(&pod), async {
+                Ok(self
+                    .manager
+                    .exec(&pod, &req.name, req.command, req.timeout_seconds)
+                    .await?)
+            })
+            .await?;
+        Ok(Response::new(api::ExecResponse {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            exit_code: out.exit_code,
+        }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        req: Request<api::WatchEventsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let caller = auth::caller(&req);
+        let req = req.into_inner();
+        let filter = pod_filter(req.pod.as_ref())?;
+        let scope = self.read("WatchEvents", caller, filter.as_ref()).await?;
+        let sub = self.manager.events().subscribe(req.since_sequence);
+        let matches = move |ev: &model::Event| match (&filter, &ev.pod) {
+            (_, Some(got)) if !scope.allows(&got.namespace) => false,
+            (None, _) => true,
+            (Some(want), Some(got)) => want.matches(got),
+            (Some(_), None) => false,
+        };
+        let resync = sub.gap.then(|| api::Event {
+            r#type: api::event::Type::Resync as i32,
+            message: format!(
+                "events after {} are no longer kept: list again",
+                req.since_sequence
+            ),
+            ..Default::default()
+        });
+        let backlog: Vec<_> = resync
+            .into_iter()
+            .chain(
+                sub.backlog
+                    .into_iter()
+                    .filter(|e| matches(e))
+                    .map(convert::event),
+            )
+            .collect();
+        let live = tokio_stream::wrappers::BroadcastStream::new(sub.live);
+        let stream = async_stream(backlog, live, matches);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// The backlog, then live events; a watcher too slow for the live buffer gets RESYNC and the
+/// stream goes on.
+fn async_stream(
+    backlog: Vec<api::Event>,
+    live: tokio_stream::wrappers::BroadcastStream<model::Event>,
+    matches: impl Fn(&model::Event) -> bool + Send + 'static,
+) -> impl Stream<Item = Result<api::Event, Status>> + Send {
+    use tokio_stream::StreamExt;
+    let live = live.filter_map(move |item| match item {
+        Ok(ev) if matches(&ev) => Some(Ok(convert::event(ev))),
+        Ok(_) => None,
+        Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+            Some(Ok(api::Event {
+                r#type: api::event::Type::Resync as i32,
+                message: format!("{n} events were missed by this slow watcher: list again"),
+                ..Default::default()
+            }))
+        }
+    });
+    tokio_stream::iter(backlog.into_iter().map(Ok)).chain(live)
+}
