@@ -76,6 +76,9 @@ pub struct Config {
     /// empty: unbounded.
     pub dynamic_budget_cpu: String,
     pub dynamic_budget_memory: String,
+    /// How many dynamic containers one pod, and the whole node, may have.
+    pub max_dynamic_per_pod: usize,
+    pub max_dynamic_per_node: usize,
     /// Who may call the control API beyond root (see `control::auth`).
     pub access: Vec<crate::control::auth::AccessRule>,
     /// Where control API audit records go: a file path, "stderr", or "off".
@@ -104,6 +107,8 @@ impl Default for Config {
             reconcile_interval_ms: 10_000,
             dynamic_budget_cpu: String::new(),
             dynamic_budget_memory: String::new(),
+            max_dynamic_per_pod: 64,
+            max_dynamic_per_node: 1024,
             access: Vec::new(),
             audit_log: "stderr".into(),
         }
@@ -142,6 +147,7 @@ pub struct Settings {
     /// Node budget: milli-CPU and bytes; `None` unbounded.
     pub budget_cpu_milli: Option<i64>,
     pub budget_memory: Option<i64>,
+    pub limits: crate::dynamic::admission::Limits,
     pub access: crate::control::auth::Policy,
     pub audit: crate::control::audit::AuditSink,
 }
@@ -271,6 +277,14 @@ impl Config {
             &self.dynamic_budget_memory,
             crate::dynamic::model::quantity::bytes,
         )?;
+        for (key, value) in [
+            ("max_dynamic_per_pod", self.max_dynamic_per_pod),
+            ("max_dynamic_per_node", self.max_dynamic_per_node),
+        ] {
+            if !(1..=100_000).contains(&value) {
+                return Err(invalid(key, format!("{value} is outside 1..=100000")));
+            }
+        }
         let access = crate::control::auth::Policy::from_rules(&self.access)
             .map_err(|reason| invalid("access", reason))?;
         let audit = match self.audit_log.as_str() {
@@ -308,6 +322,10 @@ impl Config {
             reconcile_interval: Duration::from_millis(self.reconcile_interval_ms),
             budget_cpu_milli,
             budget_memory,
+            limits: crate::dynamic::admission::Limits {
+                per_pod: self.max_dynamic_per_pod,
+                per_node: self.max_dynamic_per_node,
+            },
             access,
             audit,
         })

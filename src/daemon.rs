@@ -90,6 +90,7 @@ pub fn manager(settings: &Settings) -> Manager {
             }),
             host,
             specs: SpecCodec::with_legacy(crate::control::convert::legacy_spec),
+            limits: settings.limits,
             ..ManagerSettings::default()
         },
     )
@@ -147,6 +148,9 @@ async fn load_until_done(manager: &Manager, mut stop: watch::Receiver<bool>) {
         delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
+
+/// The largest control API request podgraft decodes.
+pub const CONTROL_MAX_REQUEST_BYTES: usize = 4 << 20;
 
 /// The dynamic-container plane: the manager, its supervisor and the control API, on a thread and
 /// runtime of their own. A burst of adds (protobuf, JSON, CRI calls, events) then neither waits

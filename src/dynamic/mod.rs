@@ -14,7 +14,7 @@
 //!   thread).
 //! - [`events`]: the resumable event stream; [`host`]: clock, node memory, credentials.
 
-pub(crate) mod admission;
+pub mod admission;
 mod error;
 pub mod events;
 pub mod host;
@@ -61,6 +61,8 @@ pub struct ManagerSettings {
     pub host: Arc<dyn Host>,
     /// Reads the container specs stored by earlier builds.
     pub specs: SpecCodec,
+    /// How many dynamic containers a pod and the node may have.
+    pub limits: admission::Limits,
 }
 
 impl Default for ManagerSettings {
@@ -74,6 +76,7 @@ impl Default for ManagerSettings {
             cgroups: None,
             host: Arc::new(SystemHost::default()),
             specs: SpecCodec::default(),
+            limits: admission::Limits::default(),
         }
     }
 }
@@ -105,6 +108,7 @@ impl Manager {
             settings: LifecycleSettings {
                 pod_stop_grace: settings.pod_stop_grace,
                 memory_capacity: settings.host.memory_bytes().unwrap_or(1 << 30),
+                limits: settings.limits,
             },
         };
         Self {

@@ -102,6 +102,12 @@ impl Registry {
         !inner.containers.is_empty() || inner.in_flight.values().any(|n| !n.is_empty())
     }
 
+    /// Dynamic containers known on the node, plus names being added.
+    pub fn count(&self) -> usize {
+        let inner = self.lock();
+        inner.containers.len() + inner.in_flight.values().map(HashSet::len).sum::<usize>()
+    }
+
     pub fn contains(&self, id: &str) -> bool {
         self.lock().containers.contains_key(id)
     }

@@ -15,7 +15,7 @@ pub mod qos;
 pub mod security;
 pub mod shape;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use k8s_cri::v1 as cri;
 
@@ -26,12 +26,32 @@ use super::model::security::{Effective, ImageUser, PodSecurity};
 use super::model::spec::Profile;
 pub use names::TakenNames;
 
+/// How many dynamic containers there may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub per_pod: usize,
+    pub per_node: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            per_pod: 64,
+            per_node: 1024,
+        }
+    }
+}
+
 /// What admission needs to know about the pod a request adds to.
 #[derive(Debug)]
 pub struct PodFacts {
     pub sandbox_id: String,
     /// StopPodSandbox has arrived.
     pub stopping: bool,
+    /// Dynamic containers of the pod and of the node, existing or being added.
+    pub dynamic_in_pod: usize,
+    pub dynamic_on_node: usize,
+    pub limits: Limits,
     /// At least one of the kubelet's containers runs (KEP-5972: Running pods only).
     pub kubelet_running: bool,
     pub qos: Qos,
@@ -42,6 +62,9 @@ pub struct PodFacts {
     pub security: PodSecurity,
     /// Seccomp profiles (node paths) the request names that do not exist on the node.
     pub missing_profiles: BTreeSet<String>,
+    /// Host paths of the pod's and the request's mounts, resolved on the node (`..` and
+    /// symlinks); a path not in here is compared as [`mounts::lexical`] folds it.
+    pub resolved_paths: HashMap<String, String>,
 }
 
 /// What admission decided for one container.
@@ -79,6 +102,27 @@ pub fn admit(
             "sandbox {id} has no running container: dynamic containers join running pods only"
         )));
     }
+    for (scope, have, max, key) in [
+        (
+            "the pod",
+            pod.dynamic_in_pod,
+            pod.limits.per_pod,
+            "max_dynamic_per_pod",
+        ),
+        (
+            "the node",
+            pod.dynamic_on_node,
+            pod.limits.per_node,
+            "max_dynamic_per_node",
+        ),
+    ] {
+        if have + specs.len() > max {
+            return Err(Error::ResourceExhausted(format!(
+                "containers: {scope} has {have} dynamic containers; adding {} would pass its limit of {max} ({key})",
+                specs.len()
+            )));
+        }
+    }
     for (i, spec) in specs.iter().enumerate() {
         qos::check(pod.qos, spec, i)?;
     }
@@ -99,7 +143,12 @@ pub fn admit(
             }
             Ok(Admitted {
                 security: security::harden(spec, i, &pod.security, image)?,
-                mounts: mounts::mounts(spec, i, &pod.mounts)?,
+                mounts: mounts::mounts(spec, i, &pod.mounts, &|p: &str| {
+                    pod.resolved_paths
+                        .get(p)
+                        .cloned()
+                        .unwrap_or_else(|| mounts::lexical(p))
+                })?,
             })
         })
         .collect()
@@ -114,6 +163,9 @@ mod tests {
         PodFacts {
             sandbox_id: "sb".into(),
             stopping: false,
+            dynamic_in_pod: 0,
+            dynamic_on_node: 0,
+            limits: Limits::default(),
             kubelet_running: true,
             qos: Qos::Burstable,
             names: TakenNames::default(),
@@ -130,6 +182,7 @@ mod tests {
                 ..Default::default()
             },
             missing_profiles: BTreeSet::new(),
+            resolved_paths: HashMap::new(),
         }
     }
 
@@ -165,6 +218,22 @@ mod tests {
         assert!(matches!(
             admit(&[spec("a")], &idle),
             Err(Error::FailedPrecondition(m)) if m.contains("no running container")
+        ));
+        let full = PodFacts {
+            dynamic_in_pod: 63,
+            ..facts()
+        };
+        assert!(matches!(
+            admit(&[spec("a"), spec("b")], &full),
+            Err(Error::ResourceExhausted(m)) if m.contains("max_dynamic_per_pod")
+        ));
+        let busy = PodFacts {
+            dynamic_on_node: 1024,
+            ..facts()
+        };
+        assert!(matches!(
+            admit(&[spec("a")], &busy),
+            Err(Error::ResourceExhausted(m)) if m.contains("max_dynamic_per_node")
         ));
         for taken in [
             TakenNames {
@@ -210,12 +279,16 @@ mod profile_tests {
         let pod = PodFacts {
             sandbox_id: "sb".into(),
             stopping: false,
+            dynamic_in_pod: 0,
+            dynamic_on_node: 0,
+            limits: Limits::default(),
             kubelet_running: true,
             qos: Qos::Burstable,
             names: TakenNames::default(),
             mounts: vec![],
             security: PodSecurity::default(),
             missing_profiles: ["/var/lib/kubelet/seccomp/profiles/none.json".to_string()].into(),
+            resolved_paths: HashMap::new(),
         };
         match admit(&[spec], &[ImageUser::default()], &pod) {
             Err(Error::InvalidArgument { field, reason }) => {

@@ -8,9 +8,31 @@ use k8s_cri::v1 as cri;
 use crate::dynamic::error::{Error, Result};
 use crate::dynamic::model::ContainerSpec;
 
+/// `path` with `.` and `..` folded by text: what is left when no symlink is known.
+pub fn lexical(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
 /// Resolves the spec's volume mounts to mounts the pod's existing containers already have: a mount
 /// names a pod volume (the last component of the kubelet's host path) or an existing host path.
-pub fn mounts(spec: &ContainerSpec, i: usize, existing: &[cri::Mount]) -> Result<Vec<cri::Mount>> {
+/// Host paths are compared as `resolve` gives them (`..` and symlinks resolved on the node), so
+/// no spelling reaches beyond what the pod mounts.
+pub fn mounts(
+    spec: &ContainerSpec,
+    i: usize,
+    existing: &[cri::Mount],
+    resolve: &dyn Fn(&str) -> String,
+) -> Result<Vec<cri::Mount>> {
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(spec.volume_mounts.len());
     for (j, vm) in spec.volume_mounts.iter().enumerate() {
@@ -33,7 +55,7 @@ pub fn mounts(spec: &ContainerSpec, i: usize, existing: &[cri::Mount]) -> Result
                     && m.host_path.trim_end_matches('/').rsplit('/').next()
                         == Some(vm.name.as_str())
             } else {
-                m.host_path == vm.host_path
+                resolve(&m.host_path) == resolve(&vm.host_path)
             }
         });
         let Some(source) = source else {
@@ -90,6 +112,8 @@ mod tests {
             mount_path: "/data".into(),
             ..Default::default()
         }];
+        let plain = |p: &str| lexical(p);
+        let mounts = |s: &ContainerSpec, i, existing: &[cri::Mount]| mounts(s, i, existing, &plain);
         let m = mounts(&s, 0, &existing).unwrap();
         assert_eq!(m[0].host_path, existing[0].host_path);
         assert!(m[0].readonly, "a read-only volume stays read-only");
@@ -104,5 +128,31 @@ mod tests {
             mounts(&s, 0, &existing),
             Err(Error::PermissionDenied(_))
         ));
+        // Another spelling of the pod's volume is that volume, mounted as the pod mounts it...
+        s.volume_mounts[0].host_path =
+            "/var/lib/kubelet/pods/u1/volumes/./kubernetes.io~empty-dir/x/../scratch/".into();
+        let m = mounts(&s, 0, &existing).unwrap();
+        assert_eq!(m[0].host_path, existing[0].host_path);
+        assert!(m[0].readonly);
+        // ...and a spelling that climbs out of it is not.
+        s.volume_mounts[0].host_path =
+            "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/scratch/../../../../../etc"
+                .into();
+        assert!(matches!(
+            mounts(&s, 0, &existing),
+            Err(Error::PermissionDenied(_))
+        ));
+        // A symlink is compared by where it leads.
+        let via_link = |p: &str| {
+            if p == "/srv/link" {
+                existing[0].host_path.clone()
+            } else {
+                lexical(p)
+            }
+        };
+        s.volume_mounts[0].host_path = "/srv/link".into();
+        let m = super::mounts(&s, 0, &existing, &via_link).unwrap();
+        assert_eq!(m[0].host_path, existing[0].host_path);
+        assert_eq!(lexical("/a/./b/../../c//d/"), "/c/d");
     }
 }

@@ -17,6 +17,9 @@ pub const MAX_LABELS: usize = 64;
 pub const MAX_TEXT_BYTES: usize = 256 * 1024;
 /// Containers per AddContainers request.
 pub const MAX_BATCH: usize = 32;
+/// Probe delays, periods and timeouts, in seconds.
+pub const MAX_PROBE_SECONDS: i32 = 3600;
+pub const MAX_PROBE_THRESHOLD: i32 = 1000;
 
 fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
@@ -106,17 +109,36 @@ fn check_probe(field: &str, probe: &Probe, liveness_or_startup: bool) -> Result<
         ProbeHandler::Grpc { port, .. } if !port_ok(*port) => return bad_port("grpc"),
         _ => {}
     }
-    for (name, v) in [
-        ("initialDelaySeconds", probe.initial_delay_seconds),
-        ("timeoutSeconds", probe.timeout_seconds),
-        ("periodSeconds", probe.period_seconds),
-        ("successThreshold", probe.success_threshold),
-        ("failureThreshold", probe.failure_threshold),
+    // 0 means the kubelet's default; the upper bounds keep a probe from pinning work forever.
+    for (name, v, max) in [
+        (
+            "initialDelaySeconds",
+            probe.initial_delay_seconds,
+            MAX_PROBE_SECONDS,
+        ),
+        ("timeoutSeconds", probe.timeout_seconds, MAX_PROBE_SECONDS),
+        ("periodSeconds", probe.period_seconds, MAX_PROBE_SECONDS),
+        (
+            "successThreshold",
+            probe.success_threshold,
+            MAX_PROBE_THRESHOLD,
+        ),
+        (
+            "failureThreshold",
+            probe.failure_threshold,
+            MAX_PROBE_THRESHOLD,
+        ),
     ] {
         if v < 0 {
             return Err(Error::invalid(
                 format!("{field}.{name}"),
                 "must not be negative",
+            ));
+        }
+        if v > max {
+            return Err(Error::invalid(
+                format!("{field}.{name}"),
+                format!("{v} is above the limit of {max}"),
             ));
         }
     }

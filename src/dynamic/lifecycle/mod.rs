@@ -41,6 +41,8 @@ pub(crate) struct LifecycleSettings {
     pub pod_stop_grace: Duration,
     /// Node memory, for the kubelet's oom_score_adj formula.
     pub memory_capacity: i64,
+    /// How many dynamic containers a pod and the node may have.
+    pub limits: crate::dynamic::admission::Limits,
 }
 
 /// The components lifecycle code works with; each owns its own state.

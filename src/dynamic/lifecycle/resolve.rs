@@ -1,6 +1,6 @@
 //! Finding the pod a request names, and gathering what admission needs to know about it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_cri::v1 as cri;
@@ -15,6 +15,37 @@ use crate::dynamic::model::spec::Profile;
 use crate::dynamic::model::{ContainerSpec, PodSelector};
 use crate::dynamic::state::Sandbox;
 use crate::dynamic::state::writer::run_blocking;
+
+/// The host paths of the pod's mounts and of the request's, resolved on the node (symlinks and
+/// `..`), for comparison; a path that does not resolve is left out (compared by text).
+async fn resolve_host_paths(
+    existing: &[cri::Mount],
+    specs: &[ContainerSpec],
+) -> HashMap<String, String> {
+    let paths: Vec<String> = existing
+        .iter()
+        .map(|m| m.host_path.clone())
+        .chain(
+            specs
+                .iter()
+                .flat_map(|s| s.volume_mounts.iter().map(|v| v.host_path.clone())),
+        )
+        .filter(|p| !p.is_empty())
+        .collect();
+    if paths.is_empty() {
+        return HashMap::new();
+    }
+    run_blocking(move || {
+        paths
+            .into_iter()
+            .filter_map(|p| {
+                let real = std::fs::canonicalize(&p).ok()?;
+                Some((p, real.to_str()?.to_string()))
+            })
+            .collect()
+    })
+    .await
+}
 
 /// The seccomp profile files the request names that the node does not have.
 async fn missing_seccomp_profiles(specs: &[ContainerSpec]) -> BTreeSet<String> {
@@ -169,10 +200,16 @@ impl Lifecycle {
         }
         let security = self.pod_security(sandbox, &kubelet).await?;
         let missing_profiles = missing_seccomp_profiles(specs).await;
+        let resolved_paths = resolve_host_paths(&mounts, specs).await;
+        let in_flight = self.registry.in_flight(&id);
         let record = sandbox.record();
         Ok(PodFacts {
+            dynamic_in_pod: all.len() - kubelet.len() + in_flight.len(),
+            dynamic_on_node: self.registry.count(),
+            limits: self.settings.limits,
             security: (*security).clone(),
             missing_profiles,
+            resolved_paths,
             stopping: sandbox.is_stopping(),
             kubelet_running: kubelet
                 .iter()
@@ -181,7 +218,7 @@ impl Lifecycle {
             names: TakenNames {
                 containers: all.iter().map(|c| name_of(c).to_string()).collect(),
                 removed: record.removed_names.iter().cloned().collect(),
-                in_flight: self.registry.in_flight(&id),
+                in_flight,
             },
             mounts,
             sandbox_id: id,
