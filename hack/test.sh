@@ -14,6 +14,18 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
+echo "== systemd unit"
+if command -v systemd-analyze >/dev/null 2>&1; then
+  unit_dir=$(mktemp -d)
+  # verify wants the ExecStart binary to exist: point it at this build.
+  cargo build --locked --bin podgraft -q
+  sed "s#/usr/local/bin/podgraft#$PWD/target/debug/podgraft#" systemd/podgraft.service \
+    > "$unit_dir/podgraft.service"
+  systemd-analyze verify "$unit_dir/podgraft.service"
+  rm -rf "$unit_dir"
+else
+  echo "systemd-analyze not found: unit not verified" >&2
+fi
 echo "== tests (unit + integration on real containerd)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast "$@"

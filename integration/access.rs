@@ -198,3 +198,60 @@ async fn planted_secrets_appear_in_no_log_audit_or_error() {
     }
     node.remove_pod(&sandbox).await;
 }
+
+/// podgraft keeps only the capabilities it needs (`podgraft::privileges::KEPT`), in every set
+/// including the bounding set, with no_new_privs, and still does its whole job.
+#[tokio::test]
+async fn podgraft_runs_with_only_the_capabilities_it_needs() {
+    let Some(node) = Node::start() else { return };
+    let (pod, sandbox, _) =
+        start_pod(&node, "agent", MUTABLE, "main", "exec sleep 3600", None).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.podgraft_pid())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let kept: u64 = podgraft::privileges::KEPT
+        .iter()
+        .map(|c| 1u64 << c.index())
+        .sum();
+    for set in ["CapEff:", "CapPrm:", "CapBnd:"] {
+        assert_eq!(
+            u64::from_str_radix(&field(set), 16).unwrap(),
+            kept,
+            "{set} {}",
+            field(set)
+        );
+    }
+    assert_eq!(field("CapInh:"), "0000000000000000");
+    assert_eq!(field("NoNewPrivs:"), "1");
+    // And it still adds, grows and removes.
+    let mut control = node.control_client().await;
+    control
+        .add_containers(api::AddContainersRequest {
+            pod: Some(api::PodRef {
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                ..Default::default()
+            }),
+            containers: vec![api::ContainerSpec {
+                name: "tool".into(),
+                image: BUSYBOX.into(),
+                command: vec!["sleep".into(), "3600".into()],
+                resources: Some(api::Resources {
+                    requests: None,
+                    limits: Some(api::ResourceList {
+                        cpu: "100m".into(),
+                        memory: "16Mi".into(),
+                    }),
+                }),
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap();
+    node.remove_pod(&sandbox).await;
+}

@@ -138,6 +138,11 @@ impl Node {
         wait_for_socket(&self.control);
     }
 
+    /// The running podgraft's process ID.
+    pub fn podgraft_pid(&self) -> u32 {
+        self.podgraft_proc.as_ref().expect("podgraft running").id()
+    }
+
     /// Kills podgraft as a crash would.
     pub fn kill_podgraft(&mut self) {
         let mut child = self.podgraft_proc.take().expect("podgraft running");

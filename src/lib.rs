@@ -20,6 +20,7 @@
 //!   - `server::mask`: hiding entries of a streamed listing by padding them in place;
 //!   - `server::listener`: Unix socket set-up; `server::metrics`: the logging/metrics observer;
 //!   - `server::hide`: the interceptors that hide dynamic containers and follow pod lifecycles.
+//! - [`privileges`]: the capabilities podgraft keeps, everything else dropped at start.
 //! - [`host_paths`]: the guard that keeps tests and benchmarks off the host's podgraft paths.
 //! - `cri` (private): the CRI calls podgraft makes itself, behind a trait with an in-memory fake.
 //! - [`dynamic`]: dynamic containers behind the [`dynamic::Manager`] facade: [`dynamic::model`],
@@ -41,6 +42,7 @@ mod cri;
 pub mod daemon;
 pub mod dynamic;
 pub mod host_paths;
+pub mod privileges;
 mod server;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -50,6 +50,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         image_endpoint,
     })?;
     podgraft::daemon::tune_allocator();
+    // Before any thread exists: capability sets are per thread.
+    if nix::unistd::geteuid().is_root() {
+        podgraft::privileges::drop_to_needed()?;
+    } else {
+        tracing::info!("not running as root: no capabilities to drop");
+    }
     let runtime = if settings.worker_threads == 0 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
