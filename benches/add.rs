@@ -137,6 +137,60 @@ async fn remove_pod(cri: &mut RuntimeServiceClient<Channel>, id: &str) {
     .unwrap();
 }
 
+async fn escalation_rows(
+    direct: &mut RuntimeServiceClient<Channel>,
+    main_id: &str,
+    config: &cri::PodSandboxConfig,
+) {
+    use podgraft::dynamic::admission::security::harden;
+    use podgraft::dynamic::model::security::{
+        ContainerSecurity, ImageUser, PodSecurity, SandboxSecurity,
+    };
+    let spec = podgraft::control::convert::container_spec(&spec("tool"), 0).unwrap();
+    let status = |verbose| cri::ContainerStatusRequest {
+        container_id: main_id.to_string(),
+        verbose,
+    };
+    let (mut cold, mut warm, mut plain) =
+        (Samples::default(), Samples::default(), Samples::default());
+    for _ in 0..scale(400) {
+        let t = Instant::now();
+        direct.container_status(status(false)).await.unwrap();
+        plain.0.push(t.elapsed());
+
+        let t = Instant::now();
+        let reply = direct
+            .container_status(status(true))
+            .await
+            .unwrap()
+            .into_inner();
+        let info: serde_json::Value = serde_json::from_str(&reply.info["info"]).unwrap();
+        let pod = PodSecurity {
+            sandbox: SandboxSecurity::of(config),
+            containers: vec![ContainerSecurity::from_verbose("main", &info).unwrap()],
+        };
+        harden(&spec, 0, &pod, &ImageUser::default()).unwrap();
+        cold.0.push(t.elapsed());
+
+        // The same pod facts, as the cache keeps them.
+        let t = Instant::now();
+        harden(&spec, 0, &pod, &ImageUser::default()).unwrap();
+        warm.0.push(t.elapsed());
+    }
+    println!("\nNo-escalation checks per added container (one kubelet container in the pod)");
+    let base = row("containerd ContainerStatus (plain)", &mut plain, None);
+    row(
+        "escalation checks, cold per-pod cache",
+        &mut cold,
+        Some(base),
+    );
+    row(
+        "escalation checks, warm per-pod cache",
+        &mut warm,
+        Some(base),
+    );
+}
+
 fn pod_ref(pod: &Pod) -> Option<api::PodRef> {
     Some(api::PodRef {
         sandbox_id: pod.sandbox.clone(),
@@ -189,7 +243,7 @@ async fn main() {
     let config = sandbox_config(&ctd, "warm");
     let sandbox = run_pod(&mut via, config.clone(), "podgraft").await;
     let pod = Pod { config, sandbox };
-    create_start(&mut via, &pod, "main").await;
+    let main_id = create_start(&mut via, &pod, "main").await;
 
     let n = scale(40);
     let (mut add, mut raw, mut fresh) =
@@ -291,6 +345,12 @@ async fn main() {
         ms(a99),
         100.0 * a50.as_secs_f64() / add_p50.as_secs_f64()
     );
+
+    // The no-escalation checks per added container. Cold: the pod's per-pod cache is empty, so
+    // the add reads the kubelet container's OCI spec from containerd (verbose ContainerStatus),
+    // parses it and compares; warm: the comparison alone. Beside them, containerd's plain
+    // ContainerStatus of the same container.
+    escalation_rows(&mut direct, &main_id, &pod.config).await;
 
     // 10 concurrent adds into the warm pod, each its own request.
     let mut concurrent = Samples::default();
