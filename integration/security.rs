@@ -129,6 +129,7 @@ async fn nothing_added_holds_more_than_its_pod() {
     let mut control = node.control_client().await;
     let memory_before = pod_memory_limit(&pod);
     let p = "containers[0]";
+    #[rustfmt::skip]
     let cases: Vec<(&str, Option<api::SecurityContext>, Code, String)> = vec![
         (
             "sys-admin",
@@ -257,11 +258,74 @@ async fn nothing_added_holds_more_than_its_pod() {
             format!("{p}.securityContext.seccompProfile"),
         ),
     ];
-    for (name, security, code, field) in &cases {
+    // Hostile input: each container edited past a bound.
+    type Edit = fn(&mut api::ContainerSpec);
+    #[rustfmt::skip]
+    let hostile: Vec<(&str, Edit, Code, String)> = vec![
+        ("long-name", |c| c.name = "x".repeat(64), Code::InvalidArgument, format!("{p}.name")),
+        ("bad-image", |c| c.image = "UPPER/case".into(), Code::InvalidArgument, format!("{p}.image")),
+        ("env-flood", |c| {
+            c.env = (0..1025)
+                .map(|i| api::KeyValue { name: format!("V{i}"), value: String::new() })
+                .collect()
+        }, Code::InvalidArgument, format!("{p}.env")),
+        ("huge-args", |c| c.args = vec!["x".repeat(300 * 1024)], Code::InvalidArgument, format!("{p}.args")),
+        ("label-flood", |c| {
+            c.labels = (0..65).map(|i| (format!("k{i}"), String::new())).collect()
+        }, Code::InvalidArgument, format!("{p}.labels")),
+        ("reserved-label", |c| {
+            c.labels.insert("podgraft.io/dynamic".into(), "false".into());
+        }, Code::InvalidArgument, format!("{p}.labels[podgraft.io/dynamic]")),
+        ("host-port", |c| {
+            c.ports = vec![api::ContainerPort { container_port: 80, host_port: 80, ..Default::default() }]
+        }, Code::PermissionDenied, format!("{p}.ports[0].hostPort")),
+        ("foreign-volume", |c| {
+            c.volume_mounts = vec![api::VolumeMount { host_path: "/etc".into(), mount_path: "/x".into(), ..Default::default() }]
+        }, Code::PermissionDenied, format!("{p}.volumeMounts[0]")),
+        ("climbing-volume", |c| {
+            c.volume_mounts = vec![api::VolumeMount { host_path: "/tmp/../etc".into(), mount_path: "/x".into(), ..Default::default() }]
+        }, Code::PermissionDenied, format!("{p}.volumeMounts[0]")),
+        ("probe-period", |c| {
+            c.liveness_probe = Some(api::Probe {
+                handler: Some(api::probe::Handler::TcpSocket(api::TcpSocketAction { port: 80, host: String::new() })),
+                period_seconds: 86_400,
+                ..Default::default()
+            })
+        }, Code::InvalidArgument, format!("{p}.livenessProbe.periodSeconds")),
+        ("no-probe-handler", |c| c.readiness_probe = Some(api::Probe::default()), Code::InvalidArgument, format!("{p}.readinessProbe")),
+        ("bad-policy", |c| c.restart_policy = "Sometimes".into(), Code::InvalidArgument, format!("{p}.restartPolicy")),
+        ("bad-quantity", |c| {
+            c.resources = Some(api::Resources {
+                requests: None,
+                limits: Some(api::ResourceList { cpu: "lots".into(), memory: String::new() }),
+            })
+        }, Code::InvalidArgument, format!("{p}.resources.limits.cpu")),
+        ("gid-too-big", |c| {
+            c.security_context = Some(api::SecurityContext { run_as_group: Some(1 << 40), ..Default::default() })
+        }, Code::InvalidArgument, format!("{p}.securityContext.runAsGroup")),
+    ];
+    let mut all_cases: Vec<(String, api::ContainerSpec, Code, String)> = cases
+        .iter()
+        .map(|(name, security, code, field)| {
+            (
+                name.to_string(),
+                tool(name, security.clone()),
+                *code,
+                field.clone(),
+            )
+        })
+        .collect();
+    for (name, edit, code, field) in hostile {
+        let mut c = tool(name, None);
+        edit(&mut c);
+        all_cases.push((name.to_string(), c, code, field));
+    }
+    assert!(all_cases.len() >= 35, "{} cases", all_cases.len());
+    for (name, container, code, field) in &all_cases {
         let err = control
             .add_containers(api::AddContainersRequest {
                 pod: pod_ref(&pod),
-                containers: vec![tool(name, security.clone())],
+                containers: vec![container.clone()],
             })
             .await
             .unwrap_err();
@@ -328,6 +392,21 @@ async fn nothing_added_holds_more_than_its_pod() {
     assert!(
         masked(&main).iter().all(|m| masked(&new).contains(m)),
         "never fewer masked paths"
+    );
+
+    // A request of more containers than one add may carry.
+    let err = control
+        .add_containers(api::AddContainersRequest {
+            pod: pod_ref(&pod),
+            containers: (0..33).map(|i| tool(&format!("many-{i}"), None)).collect(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+    assert!(
+        err.message().starts_with("containers:"),
+        "{}",
+        err.message()
     );
 
     // What the pod has may be asked for explicitly.
