@@ -255,3 +255,138 @@ async fn podgraft_runs_with_only_the_capabilities_it_needs() {
         .unwrap();
     node.remove_pod(&sandbox).await;
 }
+
+/// A CA and a certificate it signs for `names` (the first is the CN): PEM cert and key.
+struct Pki {
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        Pki {
+            ca: rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+                .unwrap(),
+        }
+    }
+
+    fn issue(&self, cn: &str, sans: &[&str]) -> (String, String) {
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// Remote controllers on the mutual-TLS listener: identified by their client certificate (the
+/// configured CA's), authorized by `names` rules; a certificate of another CA gets no connection.
+#[tokio::test]
+async fn remote_controllers_need_a_client_certificate_and_a_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("podgraft test CA");
+    let (server_cert, server_key) = pki.issue("podgraft", &["localhost"]);
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "control_tls_listen = \"127.0.0.1:{port}\"\ncontrol_tls_cert = \"{}\"\ncontrol_tls_key = \"{}\"\ncontrol_tls_client_ca = \"{}\"\n\n[[access]]\nnames = [\"controller-1\"]\nverbs = [\"read\"]\n",
+        write("server.pem", &server_cert),
+        write("server.key", &server_key),
+        write("ca.pem", &pki.ca.pem()),
+    );
+    let Some(node) = Node::start_with(&config) else {
+        return;
+    };
+    let (_, sandbox, _) = start_pod(&node, "agent", MUTABLE, "main", "exec sleep 3600", None).await;
+    let connect = |cert: (String, String), ca: String| async move {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .domain_name("localhost")
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+            .identity(tonic::transport::Identity::from_pem(cert.0, cert.1));
+        let channel = tonic::transport::Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect()
+            .await?;
+        Ok::<_, tonic::transport::Error>(api::control_client::ControlClient::new(channel))
+    };
+    let mut ready = None;
+    for _ in 0..50 {
+        match connect(pki.issue("controller-1", &[]), pki.ca.pem()).await {
+            Ok(client) => {
+                ready = Some(client);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    let mut controller = ready.expect("the TLS listener serves");
+    controller
+        .list_containers(api::ListContainersRequest { pod: None })
+        .await
+        .expect("controller-1 may read");
+    let err = controller
+        .add_containers(api::AddContainersRequest {
+            pod: Some(api::PodRef {
+                namespace: "default".into(),
+                name: "agent".into(),
+                ..Default::default()
+            }),
+            containers: vec![api::ContainerSpec {
+                name: "tool".into(),
+                image: BUSYBOX.into(),
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+    assert!(err.message().contains("controller-1"), "{}", err.message());
+
+    // Another name from the same CA: connected, but no rule grants it anything.
+    let mut stranger = connect(pki.issue("someone-else", &[]), pki.ca.pem())
+        .await
+        .unwrap();
+    let err = stranger
+        .list_containers(api::ListContainersRequest { pod: None })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    // A certificate of another CA never gets a working connection.
+    let other = Pki::new("someone else's CA");
+    let refused = match connect(other.issue("controller-1", &[]), pki.ca.pem()).await {
+        Err(_) => true,
+        Ok(mut c) => c
+            .list_containers(api::ListContainersRequest { pod: None })
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a foreign client certificate must be refused");
+    let audit = node.audit_records();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["call"] == "AddContainers" && r["caller"]["names"][0] == "controller-1"),
+        "{audit:?}"
+    );
+    node.remove_pod(&sandbox).await;
+}

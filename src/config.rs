@@ -79,6 +79,13 @@ pub struct Config {
     /// How many dynamic containers one pod, and the whole node, may have.
     pub max_dynamic_per_pod: usize,
     pub max_dynamic_per_node: usize,
+    /// An optional TCP listener of the control API for remote controllers, with mutual TLS
+    /// (`host:port`; empty: off), its certificate and key, and the CA its clients' certificates
+    /// must chain to (PEM files).
+    pub control_tls_listen: String,
+    pub control_tls_cert: String,
+    pub control_tls_key: String,
+    pub control_tls_client_ca: String,
     /// Who may call the control API beyond root (see `control::auth`).
     pub access: Vec<crate::control::auth::AccessRule>,
     /// Where control API audit records go: a file path, "stderr", or "off".
@@ -109,6 +116,10 @@ impl Default for Config {
             dynamic_budget_memory: String::new(),
             max_dynamic_per_pod: 64,
             max_dynamic_per_node: 1024,
+            control_tls_listen: String::new(),
+            control_tls_cert: String::new(),
+            control_tls_key: String::new(),
+            control_tls_client_ca: String::new(),
             access: Vec::new(),
             audit_log: "stderr".into(),
         }
@@ -122,6 +133,15 @@ pub struct Overrides {
     pub control_listen: Option<String>,
     pub runtime_endpoint: Option<String>,
     pub image_endpoint: Option<String>,
+}
+
+/// The mutual-TLS listener of the control API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlTls {
+    pub listen: std::net::SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
 }
 
 /// The checked configuration the server runs with.
@@ -148,6 +168,7 @@ pub struct Settings {
     pub budget_cpu_milli: Option<i64>,
     pub budget_memory: Option<i64>,
     pub limits: crate::dynamic::admission::Limits,
+    pub control_tls: Option<ControlTls>,
     pub access: crate::control::auth::Policy,
     pub audit: crate::control::audit::AuditSink,
 }
@@ -285,6 +306,30 @@ impl Config {
                 return Err(invalid(key, format!("{value} is outside 1..=100000")));
             }
         }
+        let control_tls = match self.control_tls_listen.as_str() {
+            "" => None,
+            addr => {
+                let listen = addr.parse().map_err(|_| {
+                    invalid("control_tls_listen", format!("{addr:?} is not host:port"))
+                })?;
+                let file = |key: &'static str, value: &str| {
+                    if value.starts_with('/') {
+                        Ok(PathBuf::from(value))
+                    } else {
+                        Err(invalid(
+                            key,
+                            "an absolute path to a PEM file is required with control_tls_listen",
+                        ))
+                    }
+                };
+                Some(ControlTls {
+                    listen,
+                    cert: file("control_tls_cert", &self.control_tls_cert)?,
+                    key: file("control_tls_key", &self.control_tls_key)?,
+                    client_ca: file("control_tls_client_ca", &self.control_tls_client_ca)?,
+                })
+            }
+        };
         let access = crate::control::auth::Policy::from_rules(&self.access)
             .map_err(|reason| invalid("access", reason))?;
         let audit = match self.audit_log.as_str() {
@@ -326,6 +371,7 @@ impl Config {
                 per_pod: self.max_dynamic_per_pod,
                 per_node: self.max_dynamic_per_node,
             },
+            control_tls,
             access,
             audit,
         })

@@ -37,6 +37,8 @@ pub enum DaemonError {
     PlaneEnded,
     #[error("audit_log: {0}")]
     Audit(std::io::Error),
+    #[error("control_tls: {0}")]
+    Tls(String),
 }
 
 fn backend_settings(s: &Settings) -> BackendSettings {
@@ -149,6 +151,36 @@ async fn load_until_done(manager: &Manager, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// The mutual-TLS listener of the control API: its TLS settings (client certificates required,
+/// chained to the configured CA) and its bound socket.
+async fn tls_listener(
+    tls: &crate::config::ControlTls,
+) -> Result<
+    (
+        tonic::transport::ServerTlsConfig,
+        tokio_stream::wrappers::TcpListenerStream,
+    ),
+    DaemonError,
+> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| DaemonError::Tls(format!("{}: {e}", path.display())))
+    };
+    let identity = tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+    let config = tonic::transport::ServerTlsConfig::new()
+        .identity(identity)
+        .client_ca_root(tonic::transport::Certificate::from_pem(read(
+            &tls.client_ca,
+        )?))
+        .client_auth_optional(false);
+    let listener = tokio::net::TcpListener::bind(tls.listen)
+        .await
+        .map_err(|e| DaemonError::Tls(format!("binding {}: {e}", tls.listen)))?;
+    Ok((
+        config,
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+    ))
+}
+
 /// The largest control API request podgraft decodes.
 pub const CONTROL_MAX_REQUEST_BYTES: usize = 4 << 20;
 
@@ -167,65 +199,93 @@ async fn start_plane(
 ) -> Result<Plane, DaemonError> {
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let settings = settings.clone();
-    let thread =
-        std::thread::Builder::new()
-            .name("podgraft-dynamic".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(DaemonError::Plane)?;
-                runtime.block_on(async move {
-                    let control_socket = match listener::bind(
-                        &settings.control_listen,
-                        settings.socket_mode,
-                        settings.socket_group,
-                    ) {
-                        Ok(socket) => socket,
+    let thread = std::thread::Builder::new()
+        .name("podgraft-dynamic".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(DaemonError::Plane)?;
+            runtime.block_on(async move {
+                let control_socket = match listener::bind(
+                    &settings.control_listen,
+                    settings.socket_mode,
+                    settings.socket_group,
+                ) {
+                    Ok(socket) => socket,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.into()));
+                        return Ok(());
+                    }
+                };
+                let audit = match AuditLog::open(&settings.audit) {
+                    Ok(audit) => Arc::new(audit),
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(DaemonError::Audit(e)));
+                        return Ok(());
+                    }
+                };
+                let tls = match &settings.control_tls {
+                    None => None,
+                    Some(tls) => match tls_listener(tls).await {
+                        Ok(listener) => Some(listener),
                         Err(e) => {
-                            let _ = ready_tx.send(Err(e.into()));
+                            let _ = ready_tx.send(Err(e));
                             return Ok(());
                         }
+                    },
+                };
+                // Built here, so its CRI connection lives on this runtime.
+                let manager = Arc::new(manager(&settings));
+                let _ = ready_tx.send(Ok(manager.clone()));
+                let stopped = |mut rx: watch::Receiver<bool>| async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                let background = {
+                    let manager = manager.clone();
+                    let rx = stop.clone();
+                    tokio::spawn(async move {
+                        load_until_done(&manager, rx.clone()).await;
+                        manager.run(stopped(rx)).await;
+                    })
+                };
+                // Requests are small (at most 32 container specs, each bounded): 4 MiB is
+                // ample and bounds what a caller can make podgraft buffer.
+                let service = ControlService::new(manager, settings.access.clone(), audit);
+                let server = |service: ControlService| {
+                    crate::api::control_server::ControlServer::new(service)
+                        .max_decoding_message_size(CONTROL_MAX_REQUEST_BYTES)
+                };
+                let incoming =
+                    futures_util::stream::unfold(&control_socket.listener, |l| async move {
+                        Some((l.accept().await.map(|(stream, _)| stream), l))
+                    });
+                let local = tonic::transport::Server::builder()
+                    .add_service(server(service.clone()))
+                    .serve_with_incoming_shutdown(incoming, stopped(stop.clone()));
+                let remote = async {
+                    let Some((config, incoming)) = tls else {
+                        return Ok(());
                     };
-                    let audit = match AuditLog::open(&settings.audit) {
-                        Ok(audit) => Arc::new(audit),
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(DaemonError::Audit(e)));
-                            return Ok(());
-                        }
-                    };
-                    // Built here, so its CRI connection lives on this runtime.
-                    let manager = Arc::new(manager(&settings));
-                    let _ = ready_tx.send(Ok(manager.clone()));
-                    let stopped = |mut rx: watch::Receiver<bool>| async move {
-                        let _ = rx.wait_for(|s| *s).await;
-                    };
-                    let background = {
-                        let manager = manager.clone();
-                        let rx = stop.clone();
-                        tokio::spawn(async move {
-                            load_until_done(&manager, rx.clone()).await;
-                            manager.run(stopped(rx)).await;
-                        })
-                    };
-                    let service = crate::api::control_server::ControlServer::new(
-                        ControlService::new(manager, settings.access.clone(), audit),
-                    );
-                    let incoming =
-                        futures_util::stream::unfold(&control_socket.listener, |l| async move {
-                            Some((l.accept().await.map(|(stream, _)| stream), l))
-                        });
-                    let served = tonic::transport::Server::builder()
-                        .add_service(service)
-                        .serve_with_incoming_shutdown(incoming, stopped(stop))
-                        .await;
-                    let _ = tokio::time::timeout(settings.drain_timeout, background).await;
-                    // The socket file goes as `control_socket` drops here.
-                    drop(control_socket);
-                    served.map_err(DaemonError::from)
-                })
+                    tracing::info!("control API also on mutual TLS");
+                    tonic::transport::Server::builder()
+                        .tls_config(config)?
+                        .add_service(server(service.clone()))
+                        .serve_with_incoming_shutdown(incoming, stopped(stop.clone()))
+                        .await
+                        .map_err(DaemonError::from)
+                };
+                let (served, remote_served) = tokio::join!(local, remote);
+                if let Err(e) = remote_served {
+                    tracing::error!(error = %e, "control API TLS listener failed");
+                }
+                let _ = tokio::time::timeout(settings.drain_timeout, background).await;
+                // The socket file goes as `control_socket` drops here.
+                drop(control_socket);
+                served.map_err(DaemonError::from)
             })
-            .map_err(DaemonError::Plane)?;
+        })
+        .map_err(DaemonError::Plane)?;
     match ready_rx.await {
         Ok(Ok(manager)) => Ok(Plane { manager, thread }),
         Ok(Err(e)) => {

@@ -107,12 +107,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit/audit.log");
         let log = AuditLog::open(&AuditSink::File(path.clone())).unwrap();
-        let caller = Caller {
+        let caller = Caller::Local(super::super::auth::Local {
             uid: 1000,
             gid: 1000,
             pid: Some(42),
             groups: vec![],
-        };
+        });
         for decision in ["allowed", "denied"] {
             log.record(&Record {
                 time_unix_nanos: 1,

@@ -3,8 +3,9 @@
 //! not only by the socket's file mode, against the `[[access]]` rules of the config.
 //!
 //! Root (uid 0) may do everything, as it may on the node anyway; nobody else may do anything
-//! unless a rule grants it. A rule names identities (uids, gids, group names), verbs (`read`:
-//! list, get, events; `exec`; `mutate`: add, remove) and optionally namespaces.
+//! unless a rule grants it. A rule names identities (uids, gids, group names; for the optional
+//! mutual-TLS listener, client certificate names), verbs (`read`: list, get, events; `exec`;
+//! `mutate`: add, remove) and optionally namespaces.
 
 use std::collections::BTreeSet;
 
@@ -37,6 +38,8 @@ pub struct AccessRule {
     pub gids: Vec<u32>,
     /// Group names, resolved when the config is loaded.
     pub groups: Vec<String>,
+    /// Client certificate names (subject CN or DNS SAN) on the mutual-TLS listener.
+    pub names: Vec<String>,
     pub verbs: Vec<Verb>,
     /// Empty: every namespace.
     pub namespaces: Vec<String>,
@@ -46,6 +49,7 @@ pub struct AccessRule {
 struct Rule {
     uids: BTreeSet<u32>,
     gids: BTreeSet<u32>,
+    names: BTreeSet<String>,
     verbs: BTreeSet<Verb>,
     namespaces: BTreeSet<String>,
 }
@@ -56,14 +60,38 @@ pub struct Policy {
     rules: Vec<Rule>,
 }
 
-/// A caller, as the kernel vouches for it.
+/// A caller on the Unix socket, as the kernel vouches for it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Caller {
+pub struct Local {
     pub uid: u32,
     pub gid: u32,
     pub pid: Option<i32>,
     /// Supplementary groups of the calling process (read from /proc when it still exists).
     pub groups: Vec<u32>,
+}
+
+/// A caller on the mutual-TLS listener, as its client certificate (checked against the
+/// configured CA) names it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Remote {
+    pub names: Vec<String>,
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Caller {
+    Local(Local),
+    Remote(Remote),
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Caller::Local(c) => write!(f, "uid {} (gid {})", c.uid, c.gid),
+            Caller::Remote(c) => write!(f, "certificate {:?} from {}", c.names, c.addr),
+        }
+    }
 }
 
 /// Where a caller may act.
@@ -94,8 +122,8 @@ impl Policy {
                     "access[{i}].verbs: give at least one of read, exec, mutate"
                 ));
             }
-            if r.uids.is_empty() && r.gids.is_empty() && r.groups.is_empty() {
-                return Err(format!("access[{i}]: name uids, gids or groups"));
+            if r.uids.is_empty() && r.gids.is_empty() && r.groups.is_empty() && r.names.is_empty() {
+                return Err(format!("access[{i}]: name uids, gids, groups or names"));
             }
             let mut gids: BTreeSet<u32> = r.gids.iter().copied().collect();
             for name in &r.groups {
@@ -108,6 +136,7 @@ impl Policy {
             out.push(Rule {
                 uids: r.uids.iter().copied().collect(),
                 gids,
+                names: r.names.iter().cloned().collect(),
                 verbs: r.verbs.iter().copied().collect(),
                 namespaces: r.namespaces.iter().cloned().collect(),
             });
@@ -117,14 +146,19 @@ impl Policy {
 
     /// Where `caller` may do `verb`.
     pub fn scope(&self, caller: &Caller, verb: Verb) -> Scope {
-        if caller.uid == 0 {
+        if matches!(caller, Caller::Local(c) if c.uid == 0) {
             return Scope::Everywhere;
         }
         let mut namespaces = BTreeSet::new();
         for rule in &self.rules {
-            let is_caller = rule.uids.contains(&caller.uid)
-                || rule.gids.contains(&caller.gid)
-                || caller.groups.iter().any(|g| rule.gids.contains(g));
+            let is_caller = match caller {
+                Caller::Local(c) => {
+                    rule.uids.contains(&c.uid)
+                        || rule.gids.contains(&c.gid)
+                        || c.groups.iter().any(|g| rule.gids.contains(g))
+                }
+                Caller::Remote(c) => c.names.iter().any(|n| rule.names.contains(n)),
+            };
             if !is_caller || !rule.verbs.contains(&verb) {
                 continue;
             }
@@ -141,20 +175,55 @@ impl Policy {
     }
 }
 
-/// The caller of a request on the control socket; `None` when the transport has no peer
-/// credentials (then nothing is allowed).
+/// The caller of a request: peer credentials on the Unix socket, the client certificate on the
+/// mutual-TLS listener; `None` when the transport vouches for nobody (then nothing is allowed).
 pub fn caller<T>(req: &tonic::Request<T>) -> Option<Caller> {
-    let info = req
+    if let Some(info) = req
         .extensions()
-        .get::<tonic::transport::server::UdsConnectInfo>()?;
-    let cred = info.peer_cred?;
-    let pid = cred.pid();
-    Some(Caller {
-        uid: cred.uid(),
-        gid: cred.gid(),
-        pid,
-        groups: pid.map(supplementary_groups).unwrap_or_default(),
-    })
+        .get::<tonic::transport::server::UdsConnectInfo>()
+    {
+        let cred = info.peer_cred?;
+        let pid = cred.pid();
+        return Some(Caller::Local(Local {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid,
+            groups: pid.map(supplementary_groups).unwrap_or_default(),
+        }));
+    }
+    let certs = req.peer_certs()?;
+    let leaf = certs.first()?;
+    let names = certificate_names(leaf.as_ref());
+    if names.is_empty() {
+        return None;
+    }
+    Some(Caller::Remote(Remote {
+        names,
+        addr: req.remote_addr().map(|a| a.to_string()).unwrap_or_default(),
+    }))
+}
+
+/// The subject CNs and DNS SANs of a DER certificate.
+pub fn certificate_names(der: &[u8]) -> Vec<String> {
+    use x509_parser::prelude::*;
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok().map(String::from))
+        .collect();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let GeneralName::DNSName(dns) = name {
+                names.push(dns.to_string());
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The `Groups:` line of /proc/<pid>/status (empty if the process is gone).
@@ -178,12 +247,12 @@ mod tests {
     use super::*;
 
     fn caller(uid: u32, gid: u32, groups: &[u32]) -> Caller {
-        Caller {
+        Caller::Local(Local {
             uid,
             gid,
             pid: None,
             groups: groups.to_vec(),
-        }
+        })
     }
 
     #[test]
@@ -223,6 +292,41 @@ mod tests {
         let scope = policy.scope(&member, Verb::Mutate);
         assert!(scope.allows("agents") && !scope.allows("default"));
         assert_eq!(policy.scope(&member, Verb::Read), Scope::Nowhere);
+        let remote = |names: &[&str]| {
+            Caller::Remote(Remote {
+                names: names.iter().map(|n| n.to_string()).collect(),
+                addr: "127.0.0.1:1".into(),
+            })
+        };
+        let policy = Policy::from_rules(&[AccessRule {
+            names: vec!["controller-1".into()],
+            verbs: vec![Verb::Mutate],
+            ..Default::default()
+        }])
+        .unwrap();
+        assert_eq!(
+            policy.scope(&remote(&["controller-1"]), Verb::Mutate),
+            Scope::Everywhere
+        );
+        assert_eq!(
+            policy.scope(&remote(&["root"]), Verb::Mutate),
+            Scope::Nowhere
+        );
+    }
+
+    #[test]
+    fn certificate_names_are_the_cn_and_dns_sans() {
+        let mut params = rcgen::CertificateParams::new(vec!["ctl.example".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "controller-1");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            certificate_names(cert.der()),
+            ["controller-1".to_string(), "ctl.example".to_string()]
+        );
+        assert!(certificate_names(b"not a certificate").is_empty());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::dynamic::lifecycle::stored_spec::SpecCodec;
 use crate::dynamic::model::PodSelector;
 use crate::dynamic::{Manager, model};
 
+#[derive(Clone)]
 pub struct ControlService {
     manager: Arc<Manager>,
     policy: Policy,
@@ -58,9 +59,7 @@ impl ControlService {
         let scope = self.policy.scope(caller, verb);
         let denied = |where_: String| {
             Status::permission_denied(format!(
-                "uid {} (gid {}) may not {} {where_}: no [[access]] rule grants it",
-                caller.uid,
-                caller.gid,
+                "{caller} may not {} {where_}: no [[access]] rule grants it",
                 verb.name()
             ))
         };
