@@ -38,9 +38,11 @@ impl Podgraft {
         std::fs::write(
             &config,
             format!(
-                "mutable_handlers = [{}]\nstate_dir = \"{}\"\n",
+                "mutable_handlers = [{}]\nstate_dir = \"{}\"\naudit_log = \"{}\"\n",
                 handlers.join(", "),
-                dir.join(format!("{name}-state")).display()
+                dir.join(format!("{name}-state")).display(),
+                // Audited as in production, to a file rather than into the bench's output.
+                dir.join(format!("{name}-audit.log")).display()
             ),
         )
         .unwrap();
