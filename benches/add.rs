@@ -26,38 +26,6 @@ struct Pod {
     sandbox: String,
 }
 
-fn sandbox_config(ctd: &PrivateContainerd, name: &str) -> cri::PodSandboxConfig {
-    let uid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
-        .unwrap()
-        .trim()
-        .to_string();
-    let cgroup_parent = format!("/kubepods/burstable/pod{uid}");
-    ctd.track_cgroup(&cgroup_parent);
-    cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: name.into(),
-            uid: uid.clone(),
-            namespace: "bench".into(),
-            attempt: 0,
-        }),
-        log_directory: ctd.dir.join(format!("pods/{name}")).display().to_string(),
-        labels: [
-            ("io.kubernetes.pod.uid".to_string(), uid),
-            ("io.kubernetes.pod.name".to_string(), name.to_string()),
-            (
-                "io.kubernetes.pod.namespace".to_string(),
-                "bench".to_string(),
-            ),
-        ]
-        .into(),
-        linux: Some(cri::LinuxPodSandboxConfig {
-            cgroup_parent,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// The very config podgraft sends for `spec(name)` (masked paths, resources, labels and all), so
 /// the direct baseline does the same work in runc as the add does.
 fn container(pod: &cri::PodSandboxConfig, name: &str) -> cri::ContainerConfig {
@@ -240,7 +208,7 @@ async fn main() {
     let mut control = ControlClient::new(uds_channel(&pg.control).await.unwrap());
 
     // A warm pod as the kubelet would have made it (through podgraft, mutable handler).
-    let config = sandbox_config(&ctd, "warm");
+    let config = ctd.sandbox_config("warm");
     let sandbox = run_pod(&mut via, config.clone(), "podgraft").await;
     let pod = Pod { config, sandbox };
     let main_id = create_start(&mut via, &pod, "main").await;
@@ -273,7 +241,7 @@ async fn main() {
         remove(&mut direct, &id).await;
 
         // a new pod: RunPodSandbox + create + start
-        let config = sandbox_config(&ctd, &format!("fresh-{i}"));
+        let config = ctd.sandbox_config(&format!("fresh-{i}"));
         let t = Instant::now();
         let sandbox = run_pod(&mut direct, config.clone(), "").await;
         create_start(

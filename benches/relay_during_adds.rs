@@ -32,40 +32,10 @@ const WINDOW: Duration = Duration::from_secs(1);
 
 type Client = RuntimeServiceClient<Channel>;
 
-fn sandbox_config(ctd: &PrivateContainerd, name: &str) -> cri::PodSandboxConfig {
-    let uid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
-        .unwrap()
-        .trim()
-        .to_string();
-    let cgroup_parent = format!("/kubepods/burstable/pod{uid}");
-    ctd.track_cgroup(&cgroup_parent);
-    cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: name.into(),
-            uid: uid.clone(),
-            namespace: "bench".into(),
-            attempt: 0,
-        }),
-        log_directory: ctd.dir.join(format!("pods/{name}")).display().to_string(),
-        labels: [
-            ("io.kubernetes.pod.uid", uid.as_str()),
-            ("io.kubernetes.pod.name", name),
-            ("io.kubernetes.pod.namespace", "bench"),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .into(),
-        linux: Some(cri::LinuxPodSandboxConfig {
-            cgroup_parent,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// A mutable pod with one kubelet container, made through podgraft as the kubelet makes it;
 /// returns the sandbox and the container's IDs.
 async fn kubelet_pod(ctd: &PrivateContainerd, via: &mut Client, name: &str) -> (String, String) {
-    let config = sandbox_config(ctd, name);
+    let config = ctd.sandbox_config(name);
     let sandbox = via
         .run_pod_sandbox(cri::RunPodSandboxRequest {
             config: Some(config.clone()),

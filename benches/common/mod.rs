@@ -100,6 +100,40 @@ pub struct PrivateContainerd {
 }
 
 impl PrivateContainerd {
+    /// A pod as the kubelet would configure it (Burstable cgroup parent, the kubelet's labels),
+    /// in namespace "bench"; its pod cgroup is cleaned up with the node.
+    pub fn sandbox_config(&self, name: &str) -> k8s_cri::v1::PodSandboxConfig {
+        let uid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+            .unwrap()
+            .trim()
+            .to_string();
+        let cgroup_parent = format!("/kubepods/burstable/pod{uid}");
+        self.track_cgroup(&cgroup_parent);
+        k8s_cri::v1::PodSandboxConfig {
+            metadata: Some(k8s_cri::v1::PodSandboxMetadata {
+                name: name.into(),
+                uid: uid.clone(),
+                namespace: "bench".into(),
+                attempt: 0,
+            }),
+            log_directory: self.dir.join(format!("pods/{name}")).display().to_string(),
+            labels: [
+                ("io.kubernetes.pod.uid".to_string(), uid),
+                ("io.kubernetes.pod.name".to_string(), name.to_string()),
+                (
+                    "io.kubernetes.pod.namespace".to_string(),
+                    "bench".to_string(),
+                ),
+            ]
+            .into(),
+            linux: Some(k8s_cri::v1::LinuxPodSandboxConfig {
+                cgroup_parent,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
     /// `None` (with a loud notice) where containerd is not installed.
     pub fn start(dir: &Path) -> Option<Self> {
         if Command::new("containerd")

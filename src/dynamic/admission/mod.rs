@@ -259,38 +259,21 @@ mod tests {
             ));
         }
     }
-}
-
-#[cfg(test)]
-mod profile_tests {
-    use super::*;
 
     #[test]
     fn a_seccomp_file_that_does_not_exist_is_invalid_before_any_runtime_call() {
         let spec = ContainerSpec {
-            name: "a".into(),
-            image: "busybox".into(),
             security: crate::dynamic::model::spec::SecurityContext {
                 seccomp: Some(Profile::Localhost("profiles/none.json".into())),
                 ..Default::default()
             },
-            ..Default::default()
+            ..spec("a")
         };
         let pod = PodFacts {
-            sandbox_id: "sb".into(),
-            stopping: false,
-            dynamic_in_pod: 0,
-            dynamic_on_node: 0,
-            limits: Limits::default(),
-            kubelet_running: true,
-            qos: Qos::Burstable,
-            names: TakenNames::default(),
-            mounts: vec![],
-            security: PodSecurity::default(),
             missing_profiles: ["/var/lib/kubelet/seccomp/profiles/none.json".to_string()].into(),
-            resolved_paths: HashMap::new(),
+            ..facts()
         };
-        match admit(&[spec], &[ImageUser::default()], &pod) {
+        match admit(&[spec], &pod) {
             Err(Error::InvalidArgument { field, reason }) => {
                 assert_eq!(field, "containers[0].securityContext.seccompProfile");
                 assert!(reason.contains("does not exist"), "{reason}");

@@ -145,14 +145,16 @@ fn identity(
     let uid = inherited_uid
         .or(image.uid)
         .or_else(|| image.username.is_empty().then_some(0));
-    if let Some(explicit) = sc.run_as_user {
-        if !uids.contains(&explicit) {
-            return Err(denied(
-                f("runAsUser"),
-                format!("{explicit} is not among the pod's users ({})", list(&uids)),
-            ));
-        }
-    }
+    // An id the user set must be one the pod's containers run with.
+    let in_use =
+        |field: &str, explicit: Option<i64>, set: &BTreeSet<i64>, what: &str| match explicit {
+            Some(id) if !set.contains(&id) => Err(denied(
+                f(field),
+                format!("{id} is not among the pod's {what} ({})", list(set)),
+            )),
+            _ => Ok(()),
+        };
+    in_use("runAsUser", sc.run_as_user, &uids, "users")?;
     out.run_as_user = inherited_uid;
     if uid.is_none_or(|u| !uids.contains(&u)) {
         let Some(pods) = single(uids.iter().copied()) else {
@@ -177,14 +179,7 @@ fn identity(
     // The primary group: its own, the pod's; unset, the runtime takes the user's group from the
     // image, which podgraft knows only for root (0).
     let inherited_gid = sc.run_as_group.or(pod.sandbox.run_as_group);
-    if let Some(explicit) = sc.run_as_group {
-        if !gids.contains(&explicit) {
-            return Err(denied(
-                f("runAsGroup"),
-                format!("{explicit} is not among the pod's groups ({})", list(&gids)),
-            ));
-        }
-    }
+    in_use("runAsGroup", sc.run_as_group, &gids, "groups")?;
     out.run_as_group = inherited_gid;
     let gid = inherited_gid.or_else(|| (uid == Some(0)).then_some(0));
     if gid.is_none_or(|g| !gids.contains(&g)) {
