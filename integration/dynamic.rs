@@ -496,3 +496,79 @@ async fn a_restarted_podgraft_keeps_every_dynamic_container() {
     node.remove_pod(&sandbox).await;
     node.remove_pod(&late_sandbox).await;
 }
+
+/// A container with restartPolicy OnFailure that fails is restarted by podgraft (the kubelet
+/// never would: it does not know it) as a new attempt with its own log, the first time at once.
+#[tokio::test]
+async fn a_failing_container_is_restarted_under_its_policy() {
+    let Some(node) = Node::start() else { return };
+    let (pod, sandbox, _) = kubelet_pod(&node, "agent", MUTABLE).await;
+    let mut control = node.control_client().await;
+    let mut spec = tool("flaky", "echo attempt; sleep 1; exit 3");
+    spec.restart_policy = "OnFailure".into();
+    control
+        .add_containers(api::AddContainersRequest {
+            pod: pod_ref(&pod),
+            containers: vec![spec],
+        })
+        .await
+        .unwrap();
+    let mut restarted = None;
+    for _ in 0..100 {
+        let c = control
+            .get_container(api::GetContainerRequest {
+                pod: pod_ref(&pod),
+                name: "flaky".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if c.restart_count >= 1 {
+            restarted = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = restarted.expect("restarted within 10 s");
+    assert!(c.log_path.ends_with("flaky/1.log"), "{}", c.log_path);
+    // Both attempts are in containerd (the exited one is kept until the next runs), hidden.
+    let mut ctd = node.runtime(false).await;
+    let attempts = all_in_containerd(&mut ctd)
+        .await
+        .into_iter()
+        .filter(|(n, _)| n == "flaky")
+        .count();
+    assert_eq!(attempts, 2);
+    let mut kubelet = node.runtime(true).await;
+    let seen = kubelet
+        .list_containers(cri::ListContainersRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(
+        seen.iter()
+            .all(|c| c.metadata.as_ref().unwrap().name != "flaky")
+    );
+    // A removal takes every attempt and stops the restarts.
+    control
+        .remove_containers(api::RemoveContainersRequest {
+            pod: pod_ref(&pod),
+            names: vec!["flaky".into()],
+            grace_period_seconds: Some(0),
+        })
+        .await
+        .unwrap_or_else(|e| {
+            let log = node.podgraft_log();
+            let failures: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+            panic!("{}: {failures:#?}", e.message())
+        });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let left = all_in_containerd(&mut ctd)
+        .await
+        .into_iter()
+        .filter(|(n, _)| n == "flaky")
+        .count();
+    assert_eq!(left, 0);
+    node.remove_pod(&sandbox).await;
+}

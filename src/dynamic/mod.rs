@@ -110,6 +110,7 @@ impl Manager {
                 memory_capacity: settings.host.memory_bytes().unwrap_or(1 << 30),
                 limits: settings.limits,
             },
+            host: settings.host,
         };
         Self {
             lifecycle,
@@ -230,6 +231,11 @@ impl Manager {
     /// One round of exit detection.
     pub async fn poll_once(&self) -> std::result::Result<(), CriError> {
         self.lifecycle.poll_once().await
+    }
+
+    /// Runs the restarts that are due.
+    pub async fn restart_due(&self) {
+        self.lifecycle.restart_due().await
     }
 
     /// Brings every mutable pod's cgroup in line.

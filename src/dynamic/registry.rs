@@ -54,6 +54,41 @@ struct Inner {
     in_flight: HashMap<String, HashSet<String>>,
     /// Containers podgraft is stopping to remove: their exit is part of the removal, not news.
     removing: HashSet<String>,
+    /// Restart state per (sandbox, name).
+    restarts: HashMap<(String, String), Restarts>,
+    next_token: u64,
+}
+
+/// The kubelet's CrashLoopBackOff state of one container name in one pod.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Restarts {
+    /// The wait before the next restart; `None` until the first restart (which is immediate).
+    pub delay: Option<Duration>,
+    /// When the current attempt started (monotonic).
+    pub started_at: Duration,
+    /// A restart waiting to happen.
+    pub pending: Option<PendingRestart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRestart {
+    pub due: Duration,
+    /// The wait before the restart after this one.
+    pub next_delay: Duration,
+    /// The attempt that exited.
+    pub exited: String,
+    /// Identifies this restart: a cancel or a newer schedule makes it stale.
+    pub token: u64,
+}
+
+/// A restart that is due, as handed to the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueRestart {
+    pub sandbox_id: String,
+    pub name: String,
+    pub exited: String,
+    pub token: u64,
+    pub next_delay: Duration,
 }
 
 pub struct Registry {
@@ -100,6 +135,100 @@ impl Registry {
         }
         let inner = self.lock();
         !inner.containers.is_empty() || inner.in_flight.values().any(|n| !n.is_empty())
+    }
+
+    /// The restart state of `name` in `sandbox`.
+    pub fn restarts(&self, sandbox: &str, name: &str) -> Restarts {
+        self.lock()
+            .restarts
+            .get(&(sandbox.to_string(), name.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Schedules a restart of `name` (whose attempt `exited` exited) at `due`.
+    pub fn schedule_restart(
+        &self,
+        sandbox: &str,
+        name: &str,
+        exited: &str,
+        due: Duration,
+        next_delay: Duration,
+    ) {
+        let mut inner = self.lock();
+        inner.next_token += 1;
+        let token = inner.next_token;
+        let entry = inner
+            .restarts
+            .entry((sandbox.to_string(), name.to_string()))
+            .or_default();
+        entry.pending = Some(PendingRestart {
+            due,
+            next_delay,
+            exited: exited.to_string(),
+            token,
+        });
+    }
+
+    /// The restarts due at `now`; each is handed out once.
+    pub fn take_due_restarts(&self, now: Duration) -> Vec<DueRestart> {
+        let mut inner = self.lock();
+        let mut due = Vec::new();
+        for ((sandbox_id, name), r) in inner.restarts.iter_mut() {
+            if let Some(p) = r.pending.as_ref().filter(|p| p.due <= now) {
+                due.push(DueRestart {
+                    sandbox_id: sandbox_id.clone(),
+                    name: name.clone(),
+                    exited: p.exited.clone(),
+                    token: p.token,
+                    next_delay: p.next_delay,
+                });
+                // Kept (without a due time) so that a cancel can still tell the restart is stale.
+                r.pending = Some(PendingRestart {
+                    due: Duration::MAX,
+                    ..p.clone()
+                });
+            }
+        }
+        due
+    }
+
+    /// Whether restart `token` of `name` is still wanted (not cancelled, not superseded).
+    pub fn restart_wanted(&self, sandbox: &str, name: &str, token: u64) -> bool {
+        self.lock()
+            .restarts
+            .get(&(sandbox.to_string(), name.to_string()))
+            .and_then(|r| r.pending.as_ref())
+            .is_some_and(|p| p.token == token)
+    }
+
+    /// A new attempt of `name` runs since `now`; the next restart waits `delay`.
+    pub fn restarted(&self, sandbox: &str, name: &str, now: Duration, delay: Duration) {
+        let mut inner = self.lock();
+        let entry = inner
+            .restarts
+            .entry((sandbox.to_string(), name.to_string()))
+            .or_default();
+        entry.pending = None;
+        entry.delay = Some(delay);
+        entry.started_at = now;
+    }
+
+    /// The first attempt of `name` runs since `now`.
+    pub fn started(&self, sandbox: &str, name: &str, now: Duration) {
+        self.lock()
+            .restarts
+            .entry((sandbox.to_string(), name.to_string()))
+            .or_default()
+            .started_at = now;
+    }
+
+    /// No more restarts of these names (they are being removed).
+    pub fn forget_restarts(&self, sandbox: &str, names: &[String]) {
+        let mut inner = self.lock();
+        for name in names {
+            inner.restarts.remove(&(sandbox.to_string(), name.clone()));
+        }
     }
 
     /// Dynamic containers known on the node, plus names being added.
@@ -197,6 +326,7 @@ impl Registry {
             inner.removed.insert(id, generation);
         }
         inner.in_flight.remove(sandbox);
+        inner.restarts.retain(|(s, _), _| s != sandbox);
     }
 
     /// Take before requesting a listing of every dynamic container.

@@ -346,6 +346,7 @@ impl Cri for MemCri {
         req: cri::CreateContainerRequest,
     ) -> BoxFuture<'_, CriResult<String>> {
         let config = req.config.unwrap_or_default();
+        let attempt = config.metadata.as_ref().map_or(0, |m| m.attempt);
         let name = config.metadata.map(|m| m.name).unwrap_or_default();
         self.log(format!("CreateContainer {name}"));
         let image = config.image.map(|i| i.image).unwrap_or_default();
@@ -359,6 +360,10 @@ impl Cri for MemCri {
             config.annotations,
             cri::ContainerState::ContainerCreated,
         );
+        let mut st = self.state();
+        if let Some(c) = st.containers.iter_mut().find(|c| c.id == id) {
+            c.metadata.as_mut().unwrap().attempt = attempt;
+        }
         ready(Ok(id))
     }
 

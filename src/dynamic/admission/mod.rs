@@ -67,8 +67,9 @@ pub struct PodFacts {
     pub resolved_paths: HashMap<String, String>,
 }
 
-/// What admission decided for one container.
-#[derive(Debug, Clone, PartialEq)]
+/// What admission decided for one container; kept with it (annotation
+/// [`ADMITTED_ANNOTATION`](crate::dynamic::model::keys::ADMITTED_ANNOTATION)) for its restarts.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Admitted {
     /// Its mounts, resolved to the pod's own.
     pub mounts: Vec<cri::Mount>,

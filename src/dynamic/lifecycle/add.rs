@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use k8s_cri::v1 as cri;
 
+use super::Lifecycle;
 use super::chain::{Chain, Step};
-use super::{Lifecycle, translate};
 use crate::BoxFuture;
 use crate::dynamic::admission;
 use crate::dynamic::error::{Error, Result};
@@ -197,6 +197,9 @@ impl Step<AddCx<'_>> for CreateAndStart {
                     "containers[{i}]: starting {name:?}"
                 )))?;
             cx.lc.registry.set_state(&cid, ContainerState::Running);
+            cx.lc
+                .registry
+                .started(&cx.id, &name, cx.lc.host.monotonic());
             cx.lc.emit(EventKind::Started, &cx.pod, &name, &cid, "");
             Ok(())
         })
@@ -318,15 +321,7 @@ impl Lifecycle {
             let batch_id = batch.id.clone();
             chain.run(RecordBatch(batch)).await?;
             for (i, (spec, admitted)) in specs.iter().zip(admitted).enumerate() {
-                let mut config = translate::container_config(
-                    spec,
-                    &admitted.security,
-                    self.specs.encode(spec),
-                    &cx.config,
-                    admitted.mounts,
-                    0,
-                    self.settings.memory_capacity,
-                );
+                let mut config = self.container_config(spec, &admitted, &cx.config, 0);
                 config.labels.insert(BATCH_LABEL.into(), batch_id.clone());
                 chain
                     .run(CreateAndStart {

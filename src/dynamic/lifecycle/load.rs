@@ -2,6 +2,8 @@
 //! files: sandbox records, interrupted adds rolled back, the registry and the ledger filled from
 //! the live dynamic containers, and the pod cgroups brought in line.
 
+use std::collections::HashMap;
+
 use k8s_cri::v1 as cri;
 
 use super::{Lifecycle, dynamic_filter, name_of};
@@ -41,10 +43,46 @@ impl Lifecycle {
             };
             self.registry.upsert(&c.id, entry);
         }
+        self.resume_restarts(&containers).await;
         self.registry.mark_loaded();
         // Repair the pod cgroups (a crash may have left them half-grown).
         self.cgroups.reconcile().await;
         Ok(())
+    }
+
+    /// Each name's newest attempt: running ones count as started now; exited ones (they exited
+    /// while podgraft was away) restart as their policy says.
+    async fn resume_restarts(&self, containers: &[cri::Container]) {
+        let mut newest: HashMap<(String, String), &cri::Container> = HashMap::new();
+        for c in containers {
+            let attempt = |c: &cri::Container| c.metadata.as_ref().map_or(0, |m| m.attempt);
+            let key = (c.pod_sandbox_id.clone(), name_of(c).to_string());
+            if newest.get(&key).is_none_or(|n| attempt(n) < attempt(c)) {
+                newest.insert(key, c);
+            }
+        }
+        let now = self.host.monotonic();
+        for ((sandbox, name), c) in newest {
+            match ContainerState::from_cri(c.state) {
+                ContainerState::Exited => {
+                    if let Ok(Some(status)) = self
+                        .cri
+                        .container_status(&c.id, false)
+                        .await
+                        .map(|s| s.status)
+                    {
+                        self.on_exit(
+                            &sandbox,
+                            &name,
+                            &c.id,
+                            status.exit_code,
+                            &status.annotations,
+                        );
+                    }
+                }
+                _ => self.registry.started(&sandbox, &name, now),
+            }
+        }
     }
 
     /// Removes the containers of adds that a crash interrupted: an add is all or nothing, across

@@ -5,7 +5,8 @@
 //! - [`add`] over [`chain`]: admission, reservation, growth, batch record, pull, create, start;
 //! - [`remove`]; [`teardown`]: the pod lifecycle calls the relay sees;
 //! - [`load`]: rebuilding state from containerd at start;
-//! - [`supervisor`]: exit detection and cgroup reconciliation (later restarts, probes, GC);
+//! - [`supervisor`]: exit detection, restarts and cgroup reconciliation (later probes, GC);
+//! - [`restart`]: restart policies with the kubelet's CrashLoopBackOff;
 //! - [`queries`]: list, get, exec;
 //! - [`resolve`]: finding the pod a request names, and the facts admission needs about it;
 //! - [`translate`], [`stored_spec`]: the CRI config of a container, and the spec kept with it.
@@ -16,6 +17,7 @@ mod load;
 mod queries;
 mod remove;
 mod resolve;
+pub mod restart;
 pub mod stored_spec;
 mod supervisor;
 mod teardown;
@@ -27,7 +29,8 @@ use std::time::Duration;
 use k8s_cri::v1 as cri;
 
 use super::events::EventLog;
-use super::model::keys::{CONTAINER_NAME_LABEL, DYNAMIC_LABEL};
+use super::host::Host;
+use super::model::keys::{ADMITTED_ANNOTATION, CONTAINER_NAME_LABEL, DYNAMIC_LABEL};
 use super::model::{Event, EventKind, PodId};
 use super::registry::Registry;
 use super::resources::{Ledger, PodCgroups};
@@ -55,6 +58,7 @@ pub(crate) struct Lifecycle {
     pub events: Arc<EventLog>,
     pub batches: BatchLog,
     pub specs: stored_spec::SpecCodec,
+    pub host: Arc<dyn Host>,
     pub settings: LifecycleSettings,
 }
 
@@ -75,6 +79,31 @@ fn name_of(c: &cri::Container) -> &str {
 }
 
 impl Lifecycle {
+    /// The CRI config of attempt `attempt` of a container, with what admission decided for it
+    /// kept beside its spec (a restart rebuilds the next attempt from the two).
+    fn container_config(
+        &self,
+        spec: &crate::dynamic::model::ContainerSpec,
+        admitted: &crate::dynamic::admission::Admitted,
+        pod: &cri::PodSandboxConfig,
+        attempt: u32,
+    ) -> cri::ContainerConfig {
+        let mut config = translate::container_config(
+            spec,
+            &admitted.security,
+            self.specs.encode(spec),
+            pod,
+            admitted.mounts.clone(),
+            attempt,
+            self.settings.memory_capacity,
+        );
+        config.annotations.insert(
+            ADMITTED_ANNOTATION.into(),
+            serde_json::to_string(admitted).expect("admission results serialize"),
+        );
+        config
+    }
+
     /// The dynamic containers of `sandbox_id` named `name` (every attempt).
     async fn find(&self, sandbox_id: &str, name: &str) -> super::Result<Vec<cri::Container>> {
         let mut filter = dynamic_filter(Some(sandbox_id));

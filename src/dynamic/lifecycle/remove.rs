@@ -28,6 +28,10 @@ impl Lifecycle {
         }
         let sandbox = self.resolve(pod).await?;
         let id = sandbox.id();
+        // No restart may bring back what is being removed; one in flight finishes first (its
+        // attempt is then removed with the others, or removes itself).
+        self.registry.forget_restarts(&id, names);
+        drop(sandbox.restart_lock.lock().await);
         let mut targets = Vec::new();
         for (i, name) in names.iter().enumerate() {
             let found = self.find(&id, name).await?;

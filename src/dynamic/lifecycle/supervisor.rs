@@ -1,5 +1,6 @@
-//! The supervisor: one loop, one shutdown signal. Today it detects exits of dynamic containers
-//! and keeps pod cgroups in line; restarts, probes and garbage collection will run here too.
+//! The supervisor: one loop, one shutdown signal. It detects exits of dynamic containers, runs
+//! the restarts their policies ask for, and keeps pod cgroups in line; probes and garbage
+//! collection will run here too.
 
 use std::future::Future;
 use std::time::Duration;
@@ -39,14 +40,13 @@ impl Lifecycle {
                 continue;
             };
             let pod = PodId::new(&change.entry.sandbox_id, &sandbox.config());
-            let code = self
+            let status = self
                 .cri
                 .container_status(&change.id, false)
                 .await
                 .ok()
-                .and_then(|s| s.status)
-                .map(|s| s.exit_code)
-                .unwrap_or(-1);
+                .and_then(|s| s.status);
+            let code = status.as_ref().map_or(-1, |s| s.exit_code);
             self.emit(
                 EventKind::Exited,
                 &pod,
@@ -54,6 +54,15 @@ impl Lifecycle {
                 &change.id,
                 &format!("exit code {code}"),
             );
+            if let Some(status) = status {
+                self.on_exit(
+                    &change.entry.sandbox_id,
+                    &change.entry.name,
+                    &change.id,
+                    code,
+                    &status.annotations,
+                );
+            }
         }
         Ok(())
     }
@@ -76,6 +85,7 @@ impl Lifecycle {
                     if let Err(e) = self.poll_once().await {
                         tracing::debug!(error = %e, "dynamic container poll failed");
                     }
+                    self.restart_due().await;
                 }
                 _ = reconcile.tick() => self.cgroups.reconcile().await,
                 () = &mut shutdown => return,

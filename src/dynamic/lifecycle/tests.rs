@@ -505,3 +505,122 @@ async fn control_calls_wait_for_the_load() {
         Err(Error::Unavailable(m)) if m.contains("loading")
     ));
 }
+
+/// Restart policies with the kubelet's back-off, on a virtual clock: Always and OnFailure
+/// restart as a new attempt (the exited one kept until the new one runs, older ones removed),
+/// Never does not; a removal cancels what is scheduled.
+#[tokio::test]
+async fn containers_restart_under_their_policy_with_the_kubelets_back_off() {
+    use crate::dynamic::host::FakeHost;
+    use crate::dynamic::model::spec::RestartPolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let cri = Arc::new(MemCri::new());
+    cri.add_image("busybox:1");
+    let host = Arc::new(FakeHost::default());
+    let manager = Manager::new(
+        cri.clone(),
+        SandboxStore::new(dir.path(), ["podgraft".to_string()]),
+        ManagerSettings {
+            host: host.clone(),
+            ..ManagerSettings::default()
+        },
+    );
+    let config = cri.add_pod("sb", "podgraft", "default", "agent", "uid-agent");
+    manager.load().await.unwrap();
+    manager
+        .pod_started(
+            "sb",
+            &cri::RunPodSandboxRequest {
+                config: Some(config),
+                runtime_handler: "podgraft".into(),
+            },
+        )
+        .await;
+    let with = |name: &str, policy| ContainerSpec {
+        restart_policy: policy,
+        ..spec(name)
+    };
+    let added = manager
+        .add(
+            &pod("agent"),
+            vec![
+                with("crash", RestartPolicy::Always),
+                with("job", RestartPolicy::OnFailure),
+                with("once", RestartPolicy::Never),
+            ],
+        )
+        .await
+        .unwrap();
+    let attempts = |name: &str| -> Vec<(u32, i32)> {
+        let mut v: Vec<_> = cri
+            .containers()
+            .into_iter()
+            .filter(|(_, c)| c.metadata.as_ref().unwrap().name == name)
+            .map(|(_, c)| (c.metadata.unwrap().attempt, c.state))
+            .collect();
+        v.sort();
+        v
+    };
+    let (running, exited) = (
+        cri::ContainerState::ContainerRunning as i32,
+        cri::ContainerState::ContainerExited as i32,
+    );
+    manager.poll_once().await.unwrap();
+    cri.set_state(
+        &added[0].container_id,
+        cri::ContainerState::ContainerExited,
+        1,
+    );
+    cri.set_state(
+        &added[1].container_id,
+        cri::ContainerState::ContainerExited,
+        0,
+    );
+    cri.set_state(
+        &added[2].container_id,
+        cri::ContainerState::ContainerExited,
+        1,
+    );
+    manager.poll_once().await.unwrap();
+    manager.restart_due().await;
+    assert_eq!(
+        attempts("crash"),
+        [(0, exited), (1, running)],
+        "the first restart is at once"
+    );
+    assert_eq!(attempts("job"), [(0, exited)], "OnFailure: exit 0 is done");
+    assert_eq!(attempts("once"), [(0, exited)], "Never");
+    let listed = manager.get(&pod("agent"), "crash").await.unwrap();
+    assert_eq!(listed.restart_count, 1);
+
+    // Attempt 1 crashes: the next restart waits 10 s, then the attempt before it goes.
+    let attempt1 = listed.container_id.clone();
+    cri.set_state(&attempt1, cri::ContainerState::ContainerExited, 2);
+    manager.poll_once().await.unwrap();
+    manager.restart_due().await;
+    assert_eq!(attempts("crash"), [(0, exited), (1, exited)], "backing off");
+    host.advance(std::time::Duration::from_secs(9));
+    manager.restart_due().await;
+    assert_eq!(attempts("crash").len(), 2, "still backing off after 9 s");
+    host.advance(std::time::Duration::from_secs(1));
+    manager.restart_due().await;
+    assert_eq!(attempts("crash"), [(1, exited), (2, running)]);
+    let restarted = manager.get(&pod("agent"), "crash").await.unwrap();
+    assert_eq!(restarted.restart_count, 2);
+    assert!(manager.is_dynamic_id(&restarted.container_id));
+
+    // Attempt 2 crashes; removing the container cancels the restart (now due in 20 s).
+    cri.set_state(
+        &restarted.container_id,
+        cri::ContainerState::ContainerExited,
+        1,
+    );
+    manager.poll_once().await.unwrap();
+    manager
+        .remove(&pod("agent"), &["crash".into()], Some(0))
+        .await
+        .unwrap();
+    host.advance(std::time::Duration::from_secs(60));
+    manager.restart_due().await;
+    assert!(attempts("crash").is_empty(), "{:?}", attempts("crash"));
+}

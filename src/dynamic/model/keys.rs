@@ -7,6 +7,9 @@ pub const DYNAMIC_LABEL: &str = "podgraft.io/dynamic";
 /// The container's spec (see `lifecycle::stored_spec`), so GetContainer can show it after a
 /// restart and growth can be recounted.
 pub const SPEC_ANNOTATION: &str = "podgraft.io/spec";
+/// What admission decided for the container (its effective security settings and resolved
+/// mounts, JSON): a restart creates the next attempt with exactly these.
+pub const ADMITTED_ANNOTATION: &str = "podgraft.io/admitted";
 /// Label on each container an add creates, naming its batch (crash-safe adds).
 pub const BATCH_LABEL: &str = "podgraft.io/batch";
 /// Pod annotation: the most CPU (Kubernetes quantity) the pod's dynamic containers may add together.

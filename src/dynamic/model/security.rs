@@ -68,8 +68,9 @@ pub struct ImageUser {
 }
 
 /// The security settings a new container is created with: its own, inherited from the pod, or
-/// hardened to the pod's.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// hardened to the pod's. Kept with the container, so a restart runs with the same settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Effective {
     pub run_as_user: Option<i64>,
     pub run_as_group: Option<i64>,

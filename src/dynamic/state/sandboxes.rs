@@ -61,6 +61,9 @@ pub struct Sandbox {
     pub lock: tokio::sync::Mutex<()>,
     /// Serializes reads and writes of the pod cgroup (held on the blocking pool only).
     pub cgroup_lock: Mutex<()>,
+    /// Held by a restart from creating its attempt to starting it, so a removal can wait for one
+    /// in flight rather than meet a container still starting.
+    pub restart_lock: tokio::sync::Mutex<()>,
     /// What the pod's kubelet containers run with, keyed by their IDs: read from containerd once
     /// per set of containers, not per add.
     pub security: Mutex<Option<(Vec<String>, Arc<PodSecurity>)>>,
@@ -74,6 +77,7 @@ impl Sandbox {
             stopping: AtomicBool::new(false),
             lock: tokio::sync::Mutex::new(()),
             cgroup_lock: Mutex::new(()),
+            restart_lock: tokio::sync::Mutex::new(()),
             security: Mutex::new(None),
         }
     }
