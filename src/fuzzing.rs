@@ -46,8 +46,11 @@ use crate::server::hide;
 use crate::server::mask::{FieldMask, Masker, PAD_FIELD};
 use crate::wire::{self, WireError};
 
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
 /// The names of the targets, as `fuzz/fuzz_targets/<name>.rs` and the corpus directories.
-pub const TARGETS: [(&str, fn(&[u8])); 3] = [
+pub const TARGETS: [(&str, Target); 3] = [
     ("wire", wire),
     ("hide", hide),
     ("control_spec", control_spec),
@@ -220,7 +223,7 @@ pub fn hide(data: &[u8]) {
     );
 
     for (_, mask) in hide::MASKED {
-        masked(mask, &body, seed);
+        masked(mask, &body, &chunks);
     }
 }
 
@@ -305,9 +308,9 @@ fn without_padding(msg: &[u8]) -> Vec<u8> {
     out
 }
 
-fn masked(mask: FieldMask, stream: &Bytes, seed: u8) {
+fn masked(mask: FieldMask, stream: &Bytes, chunks: &[Bytes]) {
     let whole = mask_stream(mask, std::slice::from_ref(stream));
-    let chunked = mask_stream(mask, &Chunks::new(seed).split(stream));
+    let chunked = mask_stream(mask, chunks);
     match (&whole, &chunked) {
         (Ok(a), Ok(b)) => assert_eq!(a, b, "masking does not depend on chunking"),
         (Err(_), Err(_)) => {}
@@ -622,18 +625,22 @@ pub fn control_spec(data: &[u8]) {
     }
 
     let [hardened, permissive, mixed] = pods();
-    let config = cri::PodSandboxConfig {
-        labels: HashMap::from([(
-            "io.kubernetes.pod.namespace".to_string(),
-            "default".to_string(),
-        )]),
-        ..Default::default()
-    };
-    for (pod, qos) in [
-        (hardened, Qos::Burstable),
-        (permissive, Qos::Guaranteed),
-        (mixed, Qos::BestEffort),
+    for (pod, qos, cgroup_parent) in [
+        (hardened, Qos::Burstable, "kubepods-burstable-pod0c8f.slice"),
+        (permissive, Qos::Guaranteed, "kubepods-pod0c8f.slice"),
+        (mixed, Qos::BestEffort, "kubepods-besteffort-pod0c8f.slice"),
     ] {
+        let config = cri::PodSandboxConfig {
+            labels: HashMap::from([(
+                "io.kubernetes.pod.namespace".to_string(),
+                "default".to_string(),
+            )]),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                cgroup_parent: cgroup_parent.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
         for image in images() {
             let images = vec![image.clone(); specs.len()];
             let facts = facts(pod.clone(), qos);
@@ -687,6 +694,411 @@ pub fn control_spec(data: &[u8]) {
             assert!(sum(|g| g.memory) <= i128::from(BUDGET.memory.unwrap()));
         }
     }
+}
+
+// ---- control_spec: structure-aware mutation ----
+
+/// Quantities around the parser's edges and the arithmetic done with them (shares, quota,
+/// oom_score_adj, the ledger's sums).
+const QUANTITIES: &[&str] = &[
+    "",
+    "0",
+    "1",
+    "2",
+    "100m",
+    "500m",
+    "1.5",
+    "0.001",
+    "1n",
+    "64Mi",
+    "1Gi",
+    "128M",
+    "1e3",
+    "1E",
+    "1Ei",
+    "9P",
+    "100G",
+    "92T",
+    "4Ei",
+    "7Ei",
+    "8Ei",
+    "1e18",
+    "1e19",
+    "-1",
+    "NaN",
+    "inf",
+    "1e308",
+    ".5",
+    "+1",
+    "1Ki",
+    " 1 ",
+    "1x",
+    "9223372036854775807",
+];
+const IDS: &[i64] = &[
+    0,
+    1,
+    1000,
+    2000,
+    3000,
+    4000,
+    65534,
+    -1,
+    4_294_967_294,
+    4_294_967_295,
+    i64::MAX,
+    i64::MIN,
+];
+const NUMBERS: &[i32] = &[
+    0,
+    -1,
+    1,
+    3,
+    10,
+    80,
+    1000,
+    1001,
+    3600,
+    3601,
+    65535,
+    65536,
+    i32::MAX,
+    i32::MIN,
+];
+const CAPABILITIES: &[&str] = &[
+    "ALL",
+    "all",
+    "SYS_ADMIN",
+    "CAP_SYS_ADMIN",
+    "sys_admin",
+    "NET_ADMIN",
+    "NET_RAW",
+    "NET_BIND_SERVICE",
+    "CHOWN",
+    " chown ",
+    "CAP_",
+    "",
+    "BOGUS",
+    "SYS_PTRACE",
+    "SETUID",
+];
+const PROFILES: &[&str] = &[
+    "",
+    "RuntimeDefault",
+    "Unconfined",
+    "localhost/",
+    "localhost/profiles/audit.json",
+    "localhost//var/lib/kubelet/seccomp/profiles/audit.json",
+    "localhost/../etc/x",
+    "localhost/missing.json",
+    "localhost/k8s-web",
+    "localhost/cri-containerd.apparmor.d",
+    "runtime/default",
+];
+/// Names, paths, images, levels, policies and keys the fixtures and the parsers know.
+const WORDS: &[&str] = &[
+    "",
+    "a",
+    "b",
+    "tool",
+    "main",
+    "old",
+    "busy",
+    "Bad_Name",
+    "data",
+    "config",
+    "etc-hosts",
+    "/data",
+    "/config",
+    "/etc/hosts",
+    "relative",
+    "/",
+    "/var/lib/kubelet/pods/0c8f/volumes/kubernetes.io~empty-dir/data",
+    "/var/lib/kubelet/pods/0c8f/volumes/kubernetes.io~empty-dir/data/link",
+    "/var/lib/kubelet/pods/0c8f/volumes/kubernetes.io~empty-dir/data/../../kubernetes.io~configmap/config",
+    "/var/lib/kubelet/pods/0c8f/volumes/kubernetes.io~configmap/config/",
+    "/var/lib/kubelet/pods/0c8f/etc-hosts",
+    "/etc",
+    "busybox",
+    "docker.io/library/busybox:1.36",
+    "busybox@sha256:0000",
+    "a b",
+    "s0:c1,c2",
+    "s0:c3,c4",
+    "s0:c9",
+    "Unmasked",
+    "Default",
+    "TCP",
+    "SCTP",
+    "tcp",
+    "HTTP",
+    "HTTPS",
+    "Always",
+    "Never",
+    "IfNotPresent",
+    "OnFailure",
+    "File",
+    "FallbackToLogsOnError",
+    "io.kubernetes.pod.uid",
+    "podgraft.io/dynamic",
+    "app",
+];
+
+struct Rng(u32);
+
+impl Rng {
+    fn next(&mut self) -> u32 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        self.next() as usize % n.max(1)
+    }
+
+    fn chance(&mut self, one_in: usize) -> bool {
+        self.below(one_in) == 0
+    }
+
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[self.below(from.len())]
+    }
+
+    fn word(&mut self) -> String {
+        self.pick(WORDS).to_string()
+    }
+
+    fn flag(&mut self) -> Option<bool> {
+        self.pick(&[None, Some(false), Some(true)])
+    }
+
+    fn probe(&mut self) -> Option<api::Probe> {
+        use api::probe::Handler;
+        if self.chance(4) {
+            return None;
+        }
+        let handler = match self.below(4) {
+            0 => None,
+            1 => Some(Handler::Exec(api::ExecAction {
+                command: vec![self.word()],
+            })),
+            2 => Some(Handler::HttpGet(api::HttpGetAction {
+                path: self.word(),
+                port: self.pick(NUMBERS),
+                host: self.word(),
+                scheme: self.word(),
+                http_headers: vec![],
+            })),
+            _ => Some(Handler::TcpSocket(api::TcpSocketAction {
+                port: self.pick(NUMBERS),
+                host: String::new(),
+            })),
+        };
+        Some(api::Probe {
+            handler,
+            initial_delay_seconds: self.pick(NUMBERS),
+            timeout_seconds: self.pick(NUMBERS),
+            period_seconds: self.pick(NUMBERS),
+            success_threshold: self.pick(NUMBERS),
+            failure_threshold: self.pick(NUMBERS),
+        })
+    }
+}
+
+/// One change to a request that keeps it a valid message: a field set to a value that matters
+/// to conversion or admission, a container added, copied or removed.
+fn mutate_request(req: &mut api::AddContainersRequest, rng: &mut Rng) {
+    if req.containers.is_empty() || rng.chance(16) {
+        req.containers.push(spec(&rng.word()));
+    }
+    let n = req.containers.len();
+    let i = rng.below(n);
+    match rng.below(16) {
+        0 => {
+            if rng.chance(2) && n < 40 {
+                let mut copy = req.containers[i].clone();
+                copy.name = rng.word();
+                req.containers.push(copy);
+            } else if n > 1 {
+                req.containers.remove(i);
+            }
+        }
+        1 => {
+            req.pod = match rng.below(4) {
+                0 => None,
+                1 => Some(api::PodRef {
+                    uid: rng.word(),
+                    ..Default::default()
+                }),
+                2 => Some(api::PodRef {
+                    sandbox_id: rng.word(),
+                    name: rng.word(),
+                    ..Default::default()
+                }),
+                _ => Some(api::PodRef {
+                    namespace: rng.word(),
+                    name: rng.word(),
+                    ..Default::default()
+                }),
+            }
+        }
+        op => {
+            let c = &mut req.containers[i];
+            let sc = c.security_context.get_or_insert_with(Default::default);
+            match op {
+                2 | 3 => {
+                    let r = c.resources.get_or_insert_with(Default::default);
+                    let list = if rng.chance(2) {
+                        r.requests.get_or_insert_with(Default::default)
+                    } else {
+                        r.limits.get_or_insert_with(Default::default)
+                    };
+                    let q = rng.pick(QUANTITIES).to_string();
+                    if rng.chance(2) {
+                        list.cpu = q;
+                    } else {
+                        list.memory = q;
+                    }
+                }
+                4 => {
+                    let id = (!rng.chance(4)).then(|| rng.pick(IDS));
+                    if rng.chance(2) {
+                        sc.run_as_user = id;
+                    } else {
+                        sc.run_as_group = id;
+                    }
+                }
+                5 => {
+                    let caps = sc.capabilities.get_or_insert_with(Default::default);
+                    let list = if rng.chance(2) {
+                        &mut caps.add
+                    } else {
+                        &mut caps.drop
+                    };
+                    if rng.chance(4) {
+                        list.clear();
+                    } else {
+                        list.push(rng.pick(CAPABILITIES).to_string());
+                    }
+                }
+                6 => {
+                    let p = rng.pick(PROFILES).to_string();
+                    if rng.chance(2) {
+                        sc.seccomp_profile = p;
+                    } else {
+                        sc.apparmor_profile = p;
+                    }
+                }
+                7 => {
+                    if rng.chance(2) {
+                        sc.proc_mount = rng.word();
+                    } else {
+                        sc.se_linux_level = rng.word();
+                    }
+                }
+                8 => match rng.below(6) {
+                    0 => sc.privileged = !sc.privileged,
+                    1 => sc.run_as_non_root = rng.flag(),
+                    2 => sc.read_only_root_filesystem = rng.flag(),
+                    3 => sc.allow_privilege_escalation = rng.flag(),
+                    4 => c.security_context = None,
+                    _ => c.tty = !c.tty,
+                },
+                9 => {
+                    if rng.chance(4) {
+                        c.volume_mounts.clear();
+                    } else {
+                        c.volume_mounts.push(api::VolumeMount {
+                            name: rng.word(),
+                            host_path: if rng.chance(2) {
+                                String::new()
+                            } else {
+                                rng.word()
+                            },
+                            mount_path: rng.word(),
+                            read_only: rng.chance(2),
+                        });
+                    }
+                }
+                10 => {
+                    if rng.chance(2) {
+                        c.name = rng.word();
+                    } else {
+                        c.image = rng.word();
+                    }
+                }
+                11 => match rng.below(4) {
+                    0 => c.image_pull_policy = rng.word(),
+                    1 => c.restart_policy = rng.word(),
+                    2 => c.termination_message_policy = rng.word(),
+                    _ => c.working_dir = rng.word(),
+                },
+                12 => {
+                    let (k, v) = (rng.word(), rng.word());
+                    match rng.below(3) {
+                        0 => c.env.push(api::KeyValue { name: k, value: v }),
+                        1 => {
+                            c.labels.insert(k, v);
+                        }
+                        _ => {
+                            c.annotations.insert(k, v);
+                        }
+                    }
+                }
+                13 => c.ports.push(api::ContainerPort {
+                    name: rng.word(),
+                    container_port: rng.pick(NUMBERS),
+                    protocol: rng.word(),
+                    host_port: if rng.chance(4) { rng.pick(NUMBERS) } else { 0 },
+                }),
+                _ => {
+                    let probe = rng.probe();
+                    match rng.below(3) {
+                        0 => c.liveness_probe = probe,
+                        1 => c.readiness_probe = probe,
+                        _ => c.startup_probe = probe,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// libFuzzer's byte-level mutation (`LLVMFuzzerMutate`): `(data, size, max_size) -> new size`.
+pub type ByteMutator = fn(&mut [u8], usize, usize) -> usize;
+
+/// The custom mutator of `control_spec`: byte-level mutation keeps the protobuf parser busy, but
+/// rarely yields a well-formed request with a value that matters (a quantity that overflows, a
+/// capability spelled another way) behind four length prefixes. So, most of the time, decode the
+/// request, change a field or two to such values, and encode it again.
+pub fn mutate_control_spec(
+    data: &mut [u8],
+    size: usize,
+    max_size: usize,
+    seed: u32,
+    bytes: ByteMutator,
+) -> usize {
+    let mut rng = Rng(seed | 1);
+    let decoded = api::AddContainersRequest::decode(&data[..size.min(data.len())]);
+    let Ok(mut req) = decoded
+        .map_err(drop)
+        .and_then(|r| if rng.chance(4) { Err(()) } else { Ok(r) })
+    else {
+        return bytes(data, size, max_size);
+    };
+    for _ in 0..=rng.below(3) {
+        mutate_request(&mut req, &mut rng);
+    }
+    let out = req.encode_to_vec();
+    if out.len() > max_size.min(data.len()) {
+        return bytes(data, size, max_size);
+    }
+    data[..out.len()].copy_from_slice(&out);
+    out.len()
 }
 
 // ---- seeds ----
@@ -1035,7 +1447,7 @@ mod tests {
     }
 
     /// Every file under `fuzz/<kind>/<target>/`, with its target's entry point.
-    fn files(kind: &str) -> Vec<(PathBuf, fn(&[u8]))> {
+    fn files(kind: &str) -> Vec<(PathBuf, Target)> {
         let mut out = Vec::new();
         for (target, run) in TARGETS {
             let Ok(dir) = std::fs::read_dir(fuzz_dir().join(kind).join(target)) else {
@@ -1089,6 +1501,79 @@ mod tests {
         assert_eq!(eff.run_as_user, Some(1000));
         assert!(eff.no_new_privs && eff.readonly_rootfs);
         assert_within(&hardened, &ImageUser::default(), &specs[0], eff);
+    }
+
+    #[test]
+    fn the_mutator_keeps_requests_valid_and_reaches_admission() {
+        let mut data = seeds()
+            .into_iter()
+            .find(|(t, n, _)| *t == "control_spec" && n == "hardened")
+            .unwrap()
+            .2;
+        let len = data.len();
+        data.resize(4096, 0);
+        let mut size = len;
+        let no_bytes: ByteMutator = |_, size, _| size;
+        for seed in 1..2000u32 {
+            size = mutate_control_spec(&mut data, size, 4096, seed, no_bytes);
+            api::AddContainersRequest::decode(&data[..size]).expect("still a request");
+            control_spec(&data[..size]);
+        }
+    }
+
+    /// Found by `control_spec` (fuzz/regressions/control_spec/): a CPU or memory quantity large
+    /// enough to overflow the kubelet's arithmetic (shares, quota, oom_score_adj) or the
+    /// ledger's sums panicked in a debug build and wrapped in a release one. Now refused first.
+    #[test]
+    fn quantities_too_large_to_compute_with_are_invalid() {
+        for (cpu, memory, field) in [
+            ("100G", "1Gi", "containers[0].resources.limits.cpu"),
+            ("9P", "1Gi", "containers[0].resources.limits.cpu"),
+            ("2", "4Ei", "containers[0].resources.limits.memory"),
+            ("2", "7Ei", "containers[0].resources.limits.memory"),
+        ] {
+            let one = api::ContainerSpec {
+                resources: Some(api::Resources {
+                    requests: None,
+                    limits: Some(api::ResourceList {
+                        cpu: cpu.into(),
+                        memory: memory.into(),
+                    }),
+                }),
+                ..spec("a")
+            };
+            let req = api::AddContainersRequest {
+                pod: None,
+                containers: vec![
+                    one.clone(),
+                    api::ContainerSpec {
+                        name: "b".into(),
+                        ..one
+                    },
+                ],
+            };
+            control_spec(&req.encode_to_vec());
+            let specs = convert::container_specs(&req.containers).unwrap();
+            match admission::request(&specs) {
+                Err(crate::dynamic::Error::InvalidArgument { field: f, .. }) => {
+                    assert_eq!(f, field, "{cpu} {memory}")
+                }
+                other => panic!("{cpu} {memory}: {other:?}"),
+            }
+        }
+        // The bounds themselves still pass, and add up without overflow.
+        let specs = convert::container_specs(&[api::ContainerSpec {
+            resources: Some(api::Resources {
+                requests: None,
+                limits: Some(api::ResourceList {
+                    cpu: "1000000".into(),
+                    memory: "1Pi".into(),
+                }),
+            }),
+            ..spec("a")
+        }])
+        .unwrap();
+        admission::request(&specs).unwrap();
     }
 
     /// Writes the seed corpus to `fuzz/seeds/` (run by hand after changing [`seeds`]):
