@@ -12,6 +12,7 @@ packages=(
   busybox-static               # the userland of the test image (static: needs no libraries)
   protobuf-compiler            # protoc, for the k8s-cri crate's build script
   gcc libc6-dev                # builds the static pause binary of the sandbox image
+  g++                          # libFuzzer's C++ sources, built by libfuzzer-sys (hack/fuzz.sh)
   python3                      # builds the OCI test images
 )
 

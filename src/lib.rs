@@ -41,6 +41,10 @@ pub mod control;
 mod cri;
 pub mod daemon;
 pub mod dynamic;
+/// Entry points of the fuzz targets (`fuzz/`), for cargo-fuzz and the replay tests.
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host_paths;
 pub mod privileges;
 mod server;

@@ -36,12 +36,12 @@ fn has_dynamic_label(msg: &[u8], labels_field: u32) -> Result<bool, WireError> {
 }
 
 /// A `ContainerStats` is visible unless its `attributes` (1) carry the label.
-fn stats_visible(stats: &[u8]) -> Result<bool, WireError> {
+pub(crate) fn stats_visible(stats: &[u8]) -> Result<bool, WireError> {
     let attributes = wire::get_bytes(stats, 1)?.unwrap_or_default();
     Ok(!has_dynamic_label(attributes, 3)?)
 }
 
-fn status_visible(status: &[u8]) -> Result<bool, WireError> {
+pub(crate) fn status_visible(status: &[u8]) -> Result<bool, WireError> {
     Ok(!has_dynamic_label(status, 12)?)
 }
 
@@ -96,7 +96,7 @@ fn container_visible(container: &[u8]) -> Result<bool, WireError> {
 /// Listings whose hidden entries are padded in place as they stream by (see [`super::mask`]):
 /// `ListContainersResponse.containers` (1), `ListContainerStatsResponse.stats` (1) and
 /// `PodSandboxStatusResponse.containers_statuses` (3).
-const MASKED: [(&str, FieldMask); 3] = [
+pub(crate) const MASKED: [(&str, FieldMask); 3] = [
     (
         "ListContainers",
         FieldMask {
@@ -133,7 +133,7 @@ impl MessageInterceptor for MaskListing {
     }
 }
 
-fn container_status(msg: &Bytes) -> Result<Bytes, Status> {
+pub(crate) fn container_status(msg: &Bytes) -> Result<Bytes, Status> {
     let status = wire::get_bytes(msg, 1)
         .map_err(bad_wire)?
         .unwrap_or_default();
@@ -147,7 +147,7 @@ fn container_status(msg: &Bytes) -> Result<Bytes, Status> {
     ))
 }
 
-fn container_stats(msg: &Bytes) -> Result<Bytes, Status> {
+pub(crate) fn container_stats(msg: &Bytes) -> Result<Bytes, Status> {
     let stats = wire::get_bytes(msg, 1)
         .map_err(bad_wire)?
         .unwrap_or_default();
@@ -172,7 +172,7 @@ fn pod_stats_entry(stats: &Bytes) -> Result<Bytes, WireError> {
 }
 
 /// Both `PodSandboxStatsResponse` and `ListPodSandboxStatsResponse` hold their stats in field 1.
-fn pod_sandbox_stats(msg: &Bytes) -> Result<Bytes, Status> {
+pub(crate) fn pod_sandbox_stats(msg: &Bytes) -> Result<Bytes, Status> {
     wire::rewrite_submessage(msg, 1, pod_stats_entry).map_err(bad_wire)
 }
 
@@ -181,23 +181,23 @@ fn pod_sandbox_stats(msg: &Bytes) -> Result<Bytes, Status> {
 /// kubelet then falls back to the unary calls above.
 type StreamFilter = fn(&Bytes) -> Result<Option<Bytes>, WireError>;
 
-fn stream_containers(msg: &Bytes) -> Result<Option<Bytes>, WireError> {
+pub(crate) fn stream_containers(msg: &Bytes) -> Result<Option<Bytes>, WireError> {
     let container = wire::get_bytes(msg, 1)?.unwrap_or_default();
     Ok((!has_dynamic_label(container, 8)?).then(|| msg.clone()))
 }
 
-fn stream_container_stats(msg: &Bytes) -> Result<Option<Bytes>, WireError> {
+pub(crate) fn stream_container_stats(msg: &Bytes) -> Result<Option<Bytes>, WireError> {
     let stats = wire::get_bytes(msg, 1)?.unwrap_or_default();
     Ok(stats_visible(stats)?.then(|| msg.clone()))
 }
 
-fn stream_pod_sandbox_stats(msg: &Bytes) -> Result<Option<Bytes>, WireError> {
+pub(crate) fn stream_pod_sandbox_stats(msg: &Bytes) -> Result<Option<Bytes>, WireError> {
     wire::rewrite_submessage(msg, 1, pod_stats_entry).map(Some)
 }
 
 /// Whether the event's `containers_statuses` (5) hold the status of container `id` with the
 /// dynamic label.
-fn event_names_dynamic(msg: &[u8], id: &str) -> Result<bool, WireError> {
+pub(crate) fn event_names_dynamic(msg: &[u8], id: &str) -> Result<bool, WireError> {
     if id.is_empty() || memchr::memmem::find(msg, DYNAMIC_LABEL.as_bytes()).is_none() {
         return Ok(false);
     }

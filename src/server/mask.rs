@@ -17,7 +17,7 @@ mod body;
 pub use body::MaskedBody;
 
 /// Field number of the padding: the largest protobuf allows, so that no message will ever define it.
-const PAD_FIELD: u64 = (1 << 29) - 1;
+pub(crate) const PAD_FIELD: u64 = (1 << 29) - 1;
 const PAD_TAG: u64 = (PAD_FIELD << 3) | 2;
 const PAD_TAG_LEN: usize = 5;
 

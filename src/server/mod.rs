@@ -7,7 +7,7 @@ mod h2body;
 pub(crate) mod hide;
 pub(crate) mod intercept;
 pub(crate) mod listener;
-mod mask;
+pub(crate) mod mask;
 pub(crate) mod metrics;
 mod relay;
 

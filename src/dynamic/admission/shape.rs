@@ -20,6 +20,10 @@ pub const MAX_BATCH: usize = 32;
 /// Probe delays, periods and timeouts, in seconds.
 pub const MAX_PROBE_SECONDS: i32 = 3600;
 pub const MAX_PROBE_THRESHOLD: i32 = 1000;
+/// Requests and limits: bounded so that the kubelet's arithmetic on them (CPU shares, CFS quota,
+/// oom_score_adj) and the ledger's sums stay within 64 bits.
+pub const MAX_CPU_MILLI: i64 = 1_000_000_000;
+pub const MAX_MEMORY_BYTES: i64 = 1 << 50;
 
 fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
@@ -326,10 +330,30 @@ pub fn container(spec: &ContainerSpec, i: usize) -> Result<()> {
     }
     let value = |q: &Option<Quantity>| q.as_ref().map_or(0, |q| q.value);
     let (req, lim) = (&spec.resources.requests, &spec.resources.limits);
-    for (res_name, request, limit) in [
-        ("cpu", value(&req.cpu), value(&lim.cpu)),
-        ("memory", value(&req.memory), value(&lim.memory)),
+    for (res_name, request, limit, max, bound) in [
+        (
+            "cpu",
+            value(&req.cpu),
+            value(&lim.cpu),
+            MAX_CPU_MILLI,
+            "1000000 CPUs",
+        ),
+        (
+            "memory",
+            value(&req.memory),
+            value(&lim.memory),
+            MAX_MEMORY_BYTES,
+            "1Pi",
+        ),
     ] {
+        for (list, v) in [("requests", request), ("limits", limit)] {
+            if v > max {
+                return Err(Error::invalid(
+                    f(&format!("resources.{list}.{res_name}")),
+                    format!("must be at most {bound}"),
+                ));
+            }
+        }
         if limit > 0 && request > limit {
             return Err(Error::invalid(
                 f(&format!("resources.requests.{res_name}")),
