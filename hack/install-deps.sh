@@ -13,6 +13,7 @@ packages=(
   protobuf-compiler            # protoc, for the k8s-cri crate's build script
   gcc libc6-dev                # builds the static pause binary of the sandbox image
   python3                      # builds the OCI test images
+  python3-venv                 # the venv of PyPI packages the tests use (hack/python-deps.sh)
 )
 
 missing=()

@@ -1,5 +1,6 @@
 //! Integration tests: podgraft in front of a real containerd + runc that the harness starts itself.
 
+mod clients;
 mod dynamic;
 mod growth;
 mod grpc_go;
