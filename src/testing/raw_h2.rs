@@ -102,7 +102,7 @@ impl H2Outcome {
 pub struct RawH2 {
     io: UnixStream,
     encoder: IndexingEncoder,
-    decoder: loona_hpack::Decoder<'static>,
+    decoder: httlib_hpack::Decoder<'static>,
     next_stream: u32,
     buf: BytesMut,
 }
@@ -122,7 +122,7 @@ impl RawH2 {
         Ok(Self {
             io,
             encoder: IndexingEncoder::default(),
-            decoder: loona_hpack::Decoder::new(),
+            decoder: httlib_hpack::Decoder::default(),
             next_stream: 1,
             buf: BytesMut::new(),
         })
@@ -195,16 +195,16 @@ impl RawH2 {
                     }
                     block.extend_from_slice(fragment);
                     if flags & END_HEADERS != 0 {
-                        let fields = self
-                            .decoder
-                            .decode(&block)
+                        let mut fields = Vec::new();
+                        self.decoder
+                            .decode(&mut block, &mut fields)
                             .map_err(|e| io::Error::other(format!("HPACK: {e:?}")))?;
                         block.clear();
                         if stream == id {
                             blocks.push(
                                 fields
                                     .into_iter()
-                                    .map(|(n, v)| (String::from_utf8_lossy(&n).into_owned(), v))
+                                    .map(|(n, v, _)| (String::from_utf8_lossy(&n).into_owned(), v))
                                     .collect(),
                             );
                             if ending {
@@ -317,8 +317,20 @@ impl IndexingEncoder {
     }
 }
 
-fn encode_integer(out: &mut Vec<u8>, value: usize, prefix: u8, flags: u8) {
-    loona_hpack::encoder::encode_integer_into(value, prefix, flags, out).expect("Vec write");
+/// An HPACK prefix integer (RFC 7541 §5.1).
+fn encode_integer(out: &mut Vec<u8>, mut value: usize, prefix: u8, flags: u8) {
+    let max = (1usize << prefix) - 1;
+    if value < max {
+        out.push(flags | value as u8);
+        return;
+    }
+    out.push(flags | max as u8);
+    value -= max;
+    while value >= 0x80 {
+        out.push((value & 0x7f) as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
 }
 
 fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {

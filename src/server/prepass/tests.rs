@@ -150,7 +150,7 @@ fn parse(mut bytes: &[u8]) -> Vec<(u8, u8, u32, Vec<u8>)> {
 /// Decodes every header block as h2 would (one decoder for the connection); the other frames
 /// as they are.
 fn blocks(bytes: &[u8]) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut dec = loona_hpack::Decoder::new();
+    let mut dec = httlib_hpack::Decoder::default();
     let mut out = Vec::new();
     let mut block = Vec::new();
     for (kind, flags, _, payload) in parse(bytes) {
@@ -162,7 +162,9 @@ fn blocks(bytes: &[u8]) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
             };
             block.extend_from_slice(&payload[range]);
             if flags & END_HEADERS != 0 {
-                out.push(dec.decode(&block).unwrap());
+                let mut fields = Vec::new();
+                dec.decode(&mut block.clone(), &mut fields).unwrap();
+                out.push(fields.into_iter().map(|(n, v, _)| (n, v)).collect());
                 block.clear();
             }
         }
