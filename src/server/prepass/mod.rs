@@ -317,6 +317,8 @@ fn frames(block: &Block, fragment: &[u8], max_frame: usize) -> Vec<u8> {
 }
 
 #[cfg(test)]
+mod h2_tests;
+#[cfg(test)]
 mod relay_tests;
 #[cfg(test)]
 mod tests;
