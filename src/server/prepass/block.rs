@@ -89,6 +89,9 @@ impl HeaderBlocks {
     /// whatever the verdict: deciding first would take a second pass, which the table (changed by
     /// the first) does not allow.
     pub(super) fn judge(&mut self, block: &[u8]) -> Verdict {
+        if self.out.capacity() > super::KEEP_CAPACITY {
+            self.out = Vec::new();
+        }
         self.out.clear();
         self.out.push(SIZE_UPDATE_TO_ZERO);
         match self.read(block) {

@@ -4,10 +4,10 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::Buf;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{PrePass, READ_SIZE};
+use super::{KEEP_CAPACITY, PrePass, READ_SIZE};
 
 impl<S: AsyncRead + Unpin> AsyncRead for PrePass<S> {
     fn poll_read(
@@ -25,6 +25,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for PrePass<S> {
                 out.put_slice(&this.buf[..n]);
                 this.buf.advance(n);
                 this.ready -= n;
+                if this.buf.is_empty() && this.buf.capacity() > KEEP_CAPACITY {
+                    this.buf = BytesMut::new();
+                }
                 return Poll::Ready(Ok(()));
             }
             if this.eof {

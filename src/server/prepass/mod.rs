@@ -11,8 +11,9 @@
 //!
 //! So each accepted connection's bytes pass through [`PrePass`] before h2 reads them. It reads the
 //! client preface and the frames; every frame but HEADERS and CONTINUATION passes byte for byte
-//! (and the rest of a large one goes straight into h2's buffer). Each header block is decoded with
-//! the connection's HPACK state ([`block`]); a block h2 takes leaves as the client encoded it, one
+//! (and the rest of a large one goes straight into h2's buffer). Each header block is read with
+//! the connection's HPACK state ([`block`], [`hpack`]); a block h2 takes leaves as the client
+//! encoded it, one
 //! whose `:authority` h2 would refuse is re-encoded with `:authority: localhost`, and a block
 //! split into more frames than h2 allows is joined into frames of the largest size h2 accepts.
 //! Whatever is malformed for HTTP/2 itself passes as it is, so that h2 gives the protocol's answer.
@@ -39,6 +40,9 @@ const PRIORITY: u8 = 0x20;
 const PASSED_CONTINUATIONS: usize = 4;
 /// Reads from the client are at least this large.
 const READ_SIZE: usize = 16 << 10;
+/// Buffers grown past this by a large header block are given back once it has passed: a
+/// connection lives long, and its next blocks are small.
+const KEEP_CAPACITY: usize = 256 << 10;
 
 /// A client connection whose reads go through the pass; writes go straight to the socket.
 pub(crate) struct PrePass<S> {
@@ -54,8 +58,9 @@ pub(crate) struct PrePass<S> {
     block: Option<Block>,
     blocks: HeaderBlocks,
     max_frame: usize,
-    /// Largest header block buffered: h2 refuses (ENHANCE_YOUR_CALM) any block whose decoded
-    /// size is over four times its limit, and a block decodes to at least its encoded size.
+    /// Largest header block buffered, a bound on memory: four times the header list limit, the
+    /// decoded size past which h2 ends the connection (ENHANCE_YOUR_CALM) anyway. A larger block
+    /// goes on as it is for h2 to refuse.
     max_block: usize,
     eof: bool,
     /// A block could not be decoded after h2's table stopped mirroring the client's: h2 has been
