@@ -212,3 +212,44 @@ fn a_size_update_after_a_field_or_above_the_setting_is_broken() {
         Verdict::Broken { in_sync: true }
     );
 }
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    // Blocks built from representation-like pieces and plain noise; any verdict will do.
+    let mut seed = 7u64;
+    let mut next = |below: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) as usize) % below
+    };
+    let pieces: [&[u8]; 10] = [
+        &[0x82],
+        &[0xbe],
+        &[0xff, 0xff, 0xff, 0x0f],
+        &[0x40, 0x83, 0xff, 0xff, 0xff, 0x81, 0x41],
+        &[0x10, 0x01, b'a', 0x81, 0xff],
+        &[0x04, 0x88, 0x62, 0x82, 0x5f, 0xff, 0x00],
+        &[0x3f, 0xe1, 0x1f],
+        &[0x20],
+        &[0x01, 0x00],
+        &[0x41, 0x7f, 0xff, 0xff],
+    ];
+    let mut blocks = HeaderBlocks::new(1 << 12);
+    for _ in 0..20_000 {
+        let mut block = Vec::new();
+        for _ in 0..next(6) {
+            if next(3) == 0 {
+                block.push(next(256) as u8);
+            } else {
+                block.extend_from_slice(pieces[next(pieces.len())]);
+            }
+        }
+        if let Verdict::Rewritten = blocks.judge(&block) {
+            blocks.take_rewritten();
+        }
+        if next(50) == 0 {
+            blocks = HeaderBlocks::new(1 << 12);
+        }
+    }
+}

@@ -339,3 +339,31 @@ async fn an_undecodable_block_after_a_rewrite_ends_the_connection() {
     frame(&mut want, HEADERS, END_HEADERS, 3, &[0x80]);
     assert_eq!(output, want);
 }
+
+#[tokio::test]
+async fn arbitrary_frames_never_panic_and_keep_their_bytes_until_judged() {
+    let mut seed = 3u64;
+    let mut next = |below: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) as usize) % below
+    };
+    for _ in 0..300 {
+        let mut input = PREFACE.to_vec();
+        for _ in 0..next(12) {
+            let kind = [HEADERS, CONTINUATION, 0x0, 0x8, 0x2][next(5)];
+            let flags = [0, END_HEADERS, PADDED, PRIORITY, 0x2d][next(5)];
+            let stream = [0, 1, 3][next(3)];
+            let payload: Vec<u8> = (0..next(40)).map(|_| next(256) as u8).collect();
+            frame(&mut input, kind, flags, stream, &payload);
+        }
+        if next(4) == 0 {
+            input.truncate(input.len() - next(input.len() - PREFACE.len() + 1));
+        }
+        let chunk = 1 + next(64);
+        // Whatever h2 gets, the pass returns at most what came in plus small re-encodings.
+        let out = through(&input, chunk, 1 + next(100)).await;
+        assert!(out.len() <= input.len() * 4 + 64);
+    }
+}
