@@ -241,6 +241,20 @@ fn shapes() -> Vec<(&'static str, RawH2Request)> {
                 16 << 10,
             ),
         ),
+        (
+            "te in another letter case, :scheme https",
+            shape(
+                &[
+                    (":method", b"POST"),
+                    (":scheme", b"https"),
+                    (":path", path),
+                    (":authority", b"localhost"),
+                    ("content-type", b"application/grpc+proto"),
+                    ("te", b"Trailers"),
+                ],
+                16 << 10,
+            ),
+        ),
         ("600 KiB of metadata in 16 KiB frames", split),
     ]
 }
