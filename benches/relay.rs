@@ -8,6 +8,9 @@
 //!     BENCH_SCALE=0.2 cargo bench ...      fewer samples, for a quick look
 //!     cargo bench --bench relay -- fake     only the fake-backend part (`real`: only containerd;
 //!                                           `version`: only the small calls)
+//!     PODGRAFT_BENCH_BASELINE=/path/to/podgraft cargo bench ...
+//!                                           also another build (say, from before a change) in
+//!                                           front of the fake backend, as `baseline`
 
 mod common;
 
@@ -197,6 +200,15 @@ async fn list_all(mut c: Client) {
         .unwrap();
 }
 
+/// Another build of podgraft (`PODGRAFT_BENCH_BASELINE`, e.g. one from before a change) in
+/// front of `backend`, if one is given, and a client of it.
+async fn baseline(dir: &Path, name: &str, backend: &Path) -> Option<(Podgraft, Client)> {
+    let binary = std::env::var_os("PODGRAFT_BENCH_BASELINE")?;
+    let pg = Podgraft::start_binary(Path::new(&binary), dir, name, backend, &[]);
+    let client = RuntimeServiceClient::new(uds_channel(&pg.listen).await.unwrap());
+    Some((pg, client))
+}
+
 /// A fake backend on a thread and runtime of its own, as containerd has its own process.
 fn spawn_fake(path: &Path, handler: podgraft::testing::Handler) {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -225,10 +237,14 @@ async fn fake_backend(dir: &Path, version_only: bool) {
     let direct = RuntimeServiceClient::new(uds_channel(&fake_sock).await.unwrap());
     let relayed = RuntimeServiceClient::new(uds_channel(&relay_sock).await.unwrap());
     let piped = RuntimeServiceClient::new(uds_channel(&pipe_sock).await.unwrap());
-    let paths = [
+    let baseline = baseline(dir, "baseline", &fake_sock).await;
+    let mut paths = vec![
         ("podgraft", &relayed, pg.pid()),
         ("byte pipe", &piped, pipe.pid()),
     ];
+    if let Some((b, client)) = &baseline {
+        paths.insert(1, ("baseline", client, b.pid()));
+    }
     let rss_before = pg.rss_kib();
     header(
         "In-process fake CRI backend; podgraft and a byte pipe (the floor) as processes in front",
@@ -250,7 +266,8 @@ async fn fake_backend(dir: &Path, version_only: bool) {
         pg.rss_kib()
     );
 
-    let everyone = [std::process::id(), pg.pid(), pipe.pid()];
+    let mut everyone = vec![std::process::id(), pg.pid(), pipe.pid()];
+    everyone.extend(baseline.as_ref().map(|(b, _)| b.pid()));
     let all_cpus = set_affinity(&everyone, &one_cpu(0));
     header(
         "Small calls again, client, backend, podgraft and the pipe pinned to one CPU (no cross-CPU wake-ups)",
@@ -303,10 +320,14 @@ async fn real_containerd(dir: &Path) {
     let mut direct = RuntimeServiceClient::new(uds_channel(&ctd_sock).await.unwrap());
     let relayed = RuntimeServiceClient::new(uds_channel(&relay_sock).await.unwrap());
     let piped = RuntimeServiceClient::new(uds_channel(&pipe_sock).await.unwrap());
-    let paths = [
+    let baseline = baseline(dir, "baseline-real", &ctd_sock).await;
+    let mut paths = vec![
         ("podgraft", &relayed, pg.pid()),
         ("byte pipe", &piped, pipe.pid()),
     ];
+    if let Some((b, client)) = &baseline {
+        paths.insert(1, ("baseline", client, b.pid()));
+    }
 
     // One pod with 10 running containers, so the list is not trivially small.
     let uid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")

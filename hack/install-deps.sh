@@ -14,6 +14,7 @@ packages=(
   gcc libc6-dev                # builds the static pause binary of the sandbox image
   g++                          # libFuzzer's C++ sources, built by libfuzzer-sys (hack/fuzz.sh)
   python3                      # builds the OCI test images
+  python3-venv                 # the venv of PyPI packages the tests use (hack/python-deps.sh)
 )
 
 missing=()

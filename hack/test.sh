@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: installs what the tests need, builds the offline test
-# images, then checks formatting and lints and runs the unit tests and the integration tests against a
-# real containerd + runc (which the tests start themselves, privately).
+# The whole test suite on a fresh machine: installs what the tests need (Debian packages, and
+# grpcio from PyPI in a venv under target/), builds the offline test images, then checks
+# formatting and lints and runs the unit tests and the integration tests against a real
+# containerd + runc (which the tests start themselves, privately).
 #
 # Under CI=true a missing real component fails the integration tests instead of skipping them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 hack/install-deps.sh
+hack/python-deps.sh
 hack/build-images.py target/test-images >/dev/null
 
 echo "== cargo fmt --check"

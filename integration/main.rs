@@ -1,6 +1,7 @@
 //! Integration tests: podgraft in front of a real containerd + runc that the harness starts itself.
 
 mod access;
+mod clients;
 mod dynamic;
 mod growth;
 mod grpc_go;

@@ -13,6 +13,8 @@
 //! - [`daemon`]: `podgraft serve`, wiring settings, backends, interceptors and the socket.
 //! - `server` (private): the kubelet-facing edge, an HTTP/2 relay that forwards gRPC frames
 //!   untouched:
+//!   - `server::prepass`: what clients send, read before h2's server does, so that h2 takes every
+//!     request containerd takes (`:authority` normalized, CONTINUATION frames joined);
 //!   - `server::relay`: routing, pass-through and intercepted calls;
 //!   - `server::backend`: the reconnecting HTTP/2 connection to containerd;
 //!   - `server::intercept`: the per-method interceptor registry and call observers;

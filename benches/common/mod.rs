@@ -33,6 +33,18 @@ pub struct Podgraft {
 
 impl Podgraft {
     pub fn start(dir: &Path, name: &str, backend: &Path, mutable_handlers: &[&str]) -> Self {
+        let binary = Path::new(env!("CARGO_BIN_EXE_podgraft"));
+        Self::start_binary(binary, dir, name, backend, mutable_handlers)
+    }
+
+    /// [`Podgraft::start`] with another build of podgraft, e.g. one from before a change.
+    pub fn start_binary(
+        binary: &Path,
+        dir: &Path,
+        name: &str,
+        backend: &Path,
+        mutable_handlers: &[&str],
+    ) -> Self {
         let config = dir.join(format!("{name}.toml"));
         let handlers: Vec<String> = mutable_handlers.iter().map(|h| format!("{h:?}")).collect();
         std::fs::write(
@@ -48,7 +60,7 @@ impl Podgraft {
         .unwrap();
         let listen = dir.join(format!("{name}.sock"));
         let control = dir.join(format!("{name}-control.sock"));
-        let child = Command::new(env!("CARGO_BIN_EXE_podgraft"))
+        let child = Command::new(binary)
             .arg("serve")
             .arg("--config")
             .arg(&config)

@@ -9,6 +9,7 @@ pub(crate) mod intercept;
 pub(crate) mod listener;
 pub(crate) mod mask;
 pub(crate) mod metrics;
+mod prepass;
 mod relay;
 
 use std::future::Future;
@@ -72,7 +73,9 @@ pub async fn serve(
         .initial_connection_window_size(settings.connection_window)
         .max_frame_size(settings.max_frame_size)
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .max_header_list_size(MAX_HEADER_LIST_SIZE);
+        .max_header_list_size(MAX_HEADER_LIST_SIZE)
+        // The pre-pass decodes what clients encode against this table size: say it explicitly.
+        .header_table_size(prepass::HEADER_TABLE_SIZE as u32);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -80,6 +83,8 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    // h2 reads what the client sends through podgraft's pre-pass (see `prepass`).
+                    let stream = prepass::PrePass::new(stream, settings.max_frame_size, MAX_HEADER_LIST_SIZE);
                     let conn = serve_connection(stream, builder.clone(), relay.clone(), stop_rx.clone());
                     connections.spawn(conn);
                 }
@@ -109,7 +114,7 @@ pub async fn serve(
 /// the loop keeps the connection's I/O going. On shutdown it sends GOAWAY and runs until the open
 /// calls are done (or the drain timeout drops it).
 async fn serve_connection(
-    stream: UnixStream,
+    stream: prepass::PrePass<UnixStream>,
     builder: h2::server::Builder,
     relay: Arc<Relay>,
     mut stop: watch::Receiver<bool>,

@@ -23,17 +23,19 @@ use crate::wire;
 const VERSION: &str = "/runtime.v1.RuntimeService/Version";
 const LIST: &str = "/runtime.v1.RuntimeService/ListContainers";
 
-struct Fixture {
+/// podgraft's server and relay in front of a backend socket the test serves (shared with the
+/// relay tests of `prepass`).
+pub(super) struct Fixture {
     _dir: tempfile::TempDir,
-    socket: PathBuf,
-    backend: PathBuf,
+    pub(super) socket: PathBuf,
+    pub(super) backend: PathBuf,
     metrics: Arc<Metrics>,
     stop: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl Fixture {
-    fn start(configure: impl FnOnce(&mut Registry)) -> Self {
+    pub(super) fn start(configure: impl FnOnce(&mut Registry)) -> Self {
         Self::start_with(configure, 1 << 20)
     }
 

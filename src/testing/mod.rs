@@ -29,6 +29,8 @@ use futures_util::StreamExt;
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub method: String,
+    /// The request's `:authority`, as the fake's HTTP/2 server read it.
+    pub authority: Option<String>,
     pub metadata: HeaderMap,
     /// The request messages, without the gRPC prefix, byte for byte.
     pub messages: Vec<Bytes>,
@@ -301,6 +303,7 @@ async fn answer(
     }
     let rec = Recorded {
         method: parts.uri.path().to_string(),
+        authority: parts.uri.authority().map(|a| a.to_string()),
         metadata: parts.headers,
         messages,
     };
@@ -406,4 +409,6 @@ impl RawClient {
 }
 
 mod mem_cri;
+mod raw_h2;
 pub use mem_cri::{ListGate, MemCri};
+pub use raw_h2::{H2Outcome, IndexingEncoder, RawH2, RawH2Request};
