@@ -1575,16 +1575,4 @@ mod tests {
         .unwrap();
         admission::request(&specs).unwrap();
     }
-
-    /// Writes the seed corpus to `fuzz/seeds/` (run by hand after changing [`seeds`]):
-    /// `cargo test --lib fuzzing::tests::write_seed_corpus -- --ignored`.
-    #[test]
-    #[ignore]
-    fn write_seed_corpus() {
-        for (target, name, data) in seeds() {
-            let dir = fuzz_dir().join("seeds").join(target);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join(name), data).unwrap();
-        }
-    }
 }
