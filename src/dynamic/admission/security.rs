@@ -199,6 +199,18 @@ fn identity(
     Ok(())
 }
 
+/// A restriction every container of the pod has is kept: `restricted` says whether the user's
+/// setting asks for it (`None`: unset, so hardened); the result is whether the new container has it.
+fn kept(all_have_it: bool, restricted: Option<bool>, field: String, what: &str) -> Result<bool> {
+    match restricted {
+        Some(false) if all_have_it => {
+            Err(denied(field, format!("every container of the pod {what}")))
+        }
+        Some(wanted) => Ok(wanted),
+        None => Ok(all_have_it),
+    }
+}
+
 fn flags(
     spec: &ContainerSpec,
     pod: &PodSecurity,
@@ -206,26 +218,18 @@ fn flags(
     out: &mut Effective,
 ) -> Result<()> {
     let sc = &spec.security;
-    out.no_new_privs = sc.allow_privilege_escalation == Some(false);
-    if pod.containers.iter().all(|c| c.no_new_privs) && !out.no_new_privs {
-        if sc.allow_privilege_escalation == Some(true) {
-            return Err(denied(
-                f("allowPrivilegeEscalation"),
-                "every container of the pod runs with no_new_privs".into(),
-            ));
-        }
-        out.no_new_privs = true;
-    }
-    out.readonly_rootfs = sc.read_only_root_filesystem == Some(true);
-    if pod.containers.iter().all(|c| c.readonly_rootfs) && !out.readonly_rootfs {
-        if sc.read_only_root_filesystem == Some(false) {
-            return Err(denied(
-                f("readOnlyRootFilesystem"),
-                "every container of the pod has a read-only root filesystem".into(),
-            ));
-        }
-        out.readonly_rootfs = true;
-    }
+    out.no_new_privs = kept(
+        pod.containers.iter().all(|c| c.no_new_privs),
+        sc.allow_privilege_escalation.map(|allow| !allow),
+        f("allowPrivilegeEscalation"),
+        "runs with no_new_privs",
+    )?;
+    out.readonly_rootfs = kept(
+        pod.containers.iter().all(|c| c.readonly_rootfs),
+        sc.read_only_root_filesystem,
+        f("readOnlyRootFilesystem"),
+        "has a read-only root filesystem",
+    )?;
     Ok(())
 }
 
