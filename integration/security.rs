@@ -358,41 +358,7 @@ async fn nothing_added_holds_more_than_its_pod() {
         .into_inner()
         .containers;
     assert_eq!(added[0].state, api::ContainerState::Running as i32);
-    let main = oci_spec(&node, &main_id).await;
-    let new = oci_spec(&node, &added[0].container_id).await;
-    for pointer in [
-        "/process/user/uid",
-        "/process/user/gid",
-        "/process/noNewPrivileges",
-        "/root/readonly",
-    ] {
-        assert_eq!(new.pointer(pointer), main.pointer(pointer), "{pointer}");
-    }
-    let bounding = |spec: &Value| -> Vec<String> {
-        spec.pointer("/process/capabilities/bounding")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().map(|c| c.as_str().unwrap().to_string()).collect())
-            .unwrap_or_default()
-    };
-    assert!(
-        bounding(&new).iter().all(|c| bounding(&main).contains(c)),
-        "{:?}",
-        bounding(&new)
-    );
-    assert!(
-        new.pointer("/linux/seccomp").is_some(),
-        "confined like the pod's container"
-    );
-    let masked = |spec: &Value| -> Vec<String> {
-        spec.pointer("/linux/maskedPaths")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().map(|c| c.as_str().unwrap().to_string()).collect())
-            .unwrap_or_default()
-    };
-    assert!(
-        masked(&main).iter().all(|m| masked(&new).contains(m)),
-        "never fewer masked paths"
-    );
+    assert_grants_nothing_more(&node, &main_id, &added[0].container_id, "plain").await;
 
     // A request of more containers than one add may carry.
     let err = control
@@ -421,20 +387,76 @@ async fn nothing_added_holds_more_than_its_pod() {
         s.read_only_root_filesystem = Some(true);
         s.seccomp_profile = "RuntimeDefault".into();
     });
-    control
+    let explicit = control
         .add_containers(api::AddContainersRequest {
             pod: pod_ref(&pod),
             containers: vec![tool("explicit", same)],
         })
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_grants_nothing_more(&node, &main_id, &explicit[0].container_id, "explicit").await;
     node.remove_pod(&sandbox).await;
+}
+
+/// The OCI spec containerd runs container `new` with grants nothing that the pod's only other
+/// container, `main`, lacks.
+async fn assert_grants_nothing_more(node: &Node, main_id: &str, new_id: &str, case: &str) {
+    let main = oci_spec(node, main_id).await;
+    let new = oci_spec(node, new_id).await;
+    let list = |spec: &Value, pointer: &str| -> Vec<String> {
+        spec.pointer(pointer)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(|c| c.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    for pointer in ["/process/user/uid", "/process/user/gid"] {
+        assert_eq!(
+            new.pointer(pointer),
+            main.pointer(pointer),
+            "{case}: {pointer}"
+        );
+    }
+    let bounding = "/process/capabilities/bounding";
+    assert!(
+        list(&new, bounding)
+            .iter()
+            .all(|c| list(&main, bounding).contains(c)),
+        "{case}: capabilities {:?}",
+        list(&new, bounding)
+    );
+    for (pointer, what) in [
+        ("/process/noNewPrivileges", "no_new_privs"),
+        ("/root/readonly", "a read-only root"),
+    ] {
+        if main.pointer(pointer) == Some(&Value::Bool(true)) {
+            assert_eq!(
+                new.pointer(pointer),
+                Some(&Value::Bool(true)),
+                "{case}: {what}"
+            );
+        }
+    }
+    if main.pointer("/linux/seccomp").is_some() {
+        assert!(
+            new.pointer("/linux/seccomp").is_some(),
+            "{case}: confined like the pod"
+        );
+    }
+    let masked = "/linux/maskedPaths";
+    assert!(
+        list(&main, masked)
+            .iter()
+            .all(|m| list(&new, masked).contains(m)),
+        "{case}: never fewer masked paths"
+    );
 }
 
 #[tokio::test]
 async fn a_permissive_pod_takes_what_it_has_and_no_more() {
     let Some(node) = Node::start() else { return };
-    let (pod, sandbox, _) = start_pod_with(
+    let (pod, sandbox, main_id) = start_pod_with(
         &node,
         "permissive",
         MUTABLE,
@@ -453,13 +475,16 @@ async fn a_permissive_pod_takes_what_it_has_and_no_more() {
             sc(|s| s.seccomp_profile = "RuntimeDefault".into()),
         ),
     ] {
-        control
+        let added = control
             .add_containers(api::AddContainersRequest {
                 pod: pod_ref(&pod),
                 containers: vec![tool(name, security)],
             })
             .await
-            .unwrap_or_else(|e| panic!("{name}: {}", e.message()));
+            .unwrap_or_else(|e| panic!("{name}: {}", e.message()))
+            .into_inner()
+            .containers;
+        assert_grants_nothing_more(&node, &main_id, &added[0].container_id, name).await;
     }
     for add in ["SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE"] {
         let err = control
