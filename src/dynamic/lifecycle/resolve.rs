@@ -198,7 +198,14 @@ impl Lifecycle {
                 mounts.extend(status.status.map(|s| s.mounts).unwrap_or_default());
             }
         }
-        let security = self.pod_security(sandbox, &kubelet).await?;
+        // Compared with what runs: an exited container (an init container such as a mesh's
+        // iptables setup with NET_ADMIN) holds nothing now, and must not lend its privileges.
+        let running: Vec<&cri::Container> = kubelet
+            .iter()
+            .copied()
+            .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
+            .collect();
+        let security = self.pod_security(sandbox, &running).await?;
         let missing_profiles = missing_seccomp_profiles(specs).await;
         let resolved_paths = resolve_host_paths(&mounts, specs).await;
         let in_flight = self.registry.in_flight(&id);

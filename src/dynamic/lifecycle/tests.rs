@@ -624,3 +624,75 @@ async fn containers_restart_under_their_policy_with_the_kubelets_back_off() {
     manager.restart_due().await;
     assert!(attempts("crash").is_empty(), "{:?}", attempts("crash"));
 }
+
+/// An exited kubelet container (an init container, e.g. a mesh's iptables setup holding
+/// NET_ADMIN) runs nothing and lends no privilege to an added container.
+#[tokio::test]
+async fn exited_containers_of_the_pod_lend_no_privilege() {
+    let fx = fixture().await;
+    let mut info = MemCri::default_info();
+    info["runtimeSpec"]["process"]["capabilities"]["bounding"] =
+        serde_json::json!(["CAP_NET_ADMIN", "CAP_NET_RAW"]);
+    fx.cri
+        .verbose_info
+        .lock()
+        .unwrap()
+        .insert("init".into(), info);
+    let init = fx
+        .cri
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: "sb-mut".into(),
+            config: Some(cri::ContainerConfig {
+                metadata: Some(cri::ContainerMetadata {
+                    name: "init".into(),
+                    attempt: 0,
+                }),
+                image: Some(cri::ImageSpec {
+                    image: "busybox:1".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            sandbox_config: None,
+        })
+        .await
+        .unwrap();
+    fx.cri
+        .set_state(&init, cri::ContainerState::ContainerExited, 0);
+    let net_admin = ContainerSpec {
+        security: crate::dynamic::model::spec::SecurityContext {
+            capabilities: crate::dynamic::model::spec::Capabilities {
+                add: vec!["NET_ADMIN".into()],
+                drop: vec![],
+            },
+            ..Default::default()
+        },
+        ..spec("tool")
+    };
+    let err = fx
+        .manager
+        .add(&pod("agent"), vec![net_admin])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::PermissionDenied(m) if m.contains("capabilities.add")),
+        "{err:?}"
+    );
+    // While it runs, it is part of what the pod has.
+    fx.cri
+        .set_state(&init, cri::ContainerState::ContainerRunning, 0);
+    let admin_while_init_runs = ContainerSpec {
+        security: crate::dynamic::model::spec::SecurityContext {
+            capabilities: crate::dynamic::model::spec::Capabilities {
+                add: vec!["NET_ADMIN".into()],
+                drop: vec!["ALL".into()],
+            },
+            ..Default::default()
+        },
+        ..spec("tool")
+    };
+    fx.manager
+        .add(&pod("agent"), vec![admin_while_init_runs])
+        .await
+        .unwrap();
+}
