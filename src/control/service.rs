@@ -156,6 +156,17 @@ fn audited(call: &'static str, caller: Option<Caller>, pod: &PodSelector) -> Aud
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<api::Event, Status>> + Send>>;
 
+/// Runs a mutating call to its end even if the client goes away (a cancelled call or an expired
+/// deadline drops the handler): an add or removal stopped half-way would leave reservations,
+/// grown cgroups or containers behind, and its audit record unwritten.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, Status>> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| Status::internal(format!("the call's task failed: {e}")))?
+}
+
 #[tonic::async_trait]
 impl Control for ControlService {
     async fn add_containers(
@@ -175,11 +186,14 @@ impl Control for ControlService {
                 .collect(),
             ..audited("AddContainers", caller, &pod)
         };
-        let added = self
-            .audited(a, Verb::Mutate, Some(&pod), async {
-                Ok(self.manager.add(&pod, specs).await?)
+        let this = self.clone();
+        let added = detached(async move {
+            this.audited(a, Verb::Mutate, Some(&pod), async {
+                Ok(this.manager.add(&pod, specs).await?)
             })
-            .await?;
+            .await
+        })
+        .await?;
         Ok(Response::new(api::AddContainersResponse {
             containers: added.into_iter().map(container).collect(),
         }))
@@ -196,14 +210,17 @@ impl Control for ControlService {
             containers: req.names.clone(),
             ..audited("RemoveContainers", caller, &pod)
         };
-        let removed = self
-            .audited(a, Verb::Mutate, Some(&pod), async {
-                Ok(self
+        let this = self.clone();
+        let removed = detached(async move {
+            this.audited(a, Verb::Mutate, Some(&pod), async {
+                Ok(this
                     .manager
                     .remove(&pod, &req.names, req.grace_period_seconds)
                     .await?)
             })
-            .await?;
+            .await
+        })
+        .await?;
         Ok(Response::new(api::RemoveContainersResponse { removed }))
     }
 

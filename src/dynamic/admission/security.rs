@@ -11,7 +11,7 @@
 //!
 //! | field | compared with | unset and escalating |
 //! | --- | --- | --- |
-//! | capabilities | union of the containers' bounding sets | drop ALL, add the defaults the pod has |
+//! | capabilities | union of the bounding sets of the containers running as the same user | drop ALL, add the defaults those have |
 //! | runAsUser | uids in use; non-root if all are | the pod's uid if it has one, else refused |
 //! | runAsGroup | gids in use | the pod's gid if it has one, else refused |
 //! | allowPrivilegeEscalation | no_new_privs if every container has it | no_new_privs set |
@@ -61,8 +61,14 @@ pub fn harden(
         supplemental_groups: pod.sandbox.supplemental_groups.clone(),
         ..Effective::default()
     };
-    capabilities(spec, pod, &f, &mut out)?;
     identity(spec, pod, image, &f, &mut out)?;
+    // The user it runs as, now settled: capabilities are judged against the containers that run
+    // as that same user, so root from one container and capabilities from another never combine.
+    let uid = out
+        .run_as_user
+        .or(image.uid)
+        .or_else(|| image.username.is_empty().then_some(0));
+    capabilities(spec, pod, uid, &f, &mut out)?;
     flags(spec, pod, &f, &mut out)?;
     paths(spec, pod, &f, &mut out)?;
     seccomp(spec, pod, &f, &mut out)?;
@@ -74,6 +80,7 @@ pub fn harden(
 fn capabilities(
     spec: &ContainerSpec,
     pod: &PodSecurity,
+    uid: Option<i64>,
     f: &dyn Fn(&str) -> String,
     out: &mut Effective,
 ) -> Result<()> {
@@ -86,6 +93,7 @@ fn capabilities(
     let held: BTreeSet<String> = pod
         .containers
         .iter()
+        .filter(|c| Some(c.uid as i64) == uid)
         .flat_map(|c| c.capabilities.iter().cloned())
         .collect();
     let wanted = caps::effective(&add, &drop);
@@ -117,7 +125,7 @@ fn capabilities(
     Err(denied(
         field,
         format!(
-            "{} beyond what the pod's containers hold ({}); drop them",
+            "{} beyond what the pod's containers running as this user hold ({}); drop them",
             names.join(", "),
             if held.is_empty() {
                 "none".to_string()

@@ -322,3 +322,31 @@ fn apparmor_and_selinux_only_as_in_use() {
     });
     assert_eq!(verdict(&level, &pod), "ok");
 }
+
+#[test]
+fn root_from_one_container_and_capabilities_from_another_never_combine() {
+    // A root container with no capabilities beside a uid-1000 container holding SYS_ADMIN.
+    let mut pod = hardened();
+    pod.containers.push(ContainerSecurity {
+        uid: 0,
+        gid: 3000,
+        capabilities: BTreeSet::new(),
+        ..hardened_container()
+    });
+    pod.containers[0].capabilities = ["CAP_SYS_ADMIN".to_string()].into();
+    let as_root = with(SecurityContext {
+        run_as_user: Some(0),
+        capabilities: caps(&["SYS_ADMIN"], &["ALL"]),
+        ..Default::default()
+    });
+    assert_eq!(
+        verdict(&as_root, &pod),
+        "containers[0].securityContext.capabilities.add"
+    );
+    let as_user = with(SecurityContext {
+        run_as_user: Some(1000),
+        capabilities: caps(&["SYS_ADMIN"], &["ALL"]),
+        ..Default::default()
+    });
+    assert_eq!(verdict(&as_user, &pod), "ok");
+}
