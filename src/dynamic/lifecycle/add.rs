@@ -4,6 +4,7 @@
 //! crash-safety record and, per container, create-and-start. Any failure undoes every step
 //! before it: all of the request's containers, or none.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use k8s_cri::v1 as cri;
@@ -14,7 +15,7 @@ use crate::BoxFuture;
 use crate::dynamic::admission;
 use crate::dynamic::error::{Error, Result};
 use crate::dynamic::model::keys::BATCH_LABEL;
-use crate::dynamic::model::security::ImageUser;
+use crate::dynamic::model::security::{ContainerSecurity, ImageUser};
 use crate::dynamic::model::spec::PullPolicy;
 use crate::dynamic::model::{
     ContainerSpec, ContainerState, ContainerView, EventKind, PodId, PodSelector,
@@ -153,6 +154,8 @@ struct CreateAndStart {
     config: Option<cri::ContainerConfig>,
     created: Arc<std::sync::Mutex<Vec<String>>>,
     id: Option<String>,
+    /// Every group id the pod's running containers hold (primary, supplementary, pod-level).
+    allowed_gids: BTreeSet<u32>,
 }
 
 impl Step<AddCx<'_>> for CreateAndStart {
@@ -184,6 +187,9 @@ impl Step<AddCx<'_>> for CreateAndStart {
             };
             cx.lc.registry.upsert(&cid, entry);
             self.id = Some(cid.clone());
+            cx.lc
+                .check_image_groups(&cid, i, &name, &self.allowed_gids)
+                .await?;
             self.created
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -223,6 +229,48 @@ fn image_user(image: cri::Image) -> ImageUser {
 }
 
 impl Lifecycle {
+    /// The runtime adds the groups the image's `/etc/group` gives the user, which podgraft can
+    /// see only once the container exists: checked before it starts, against the groups the
+    /// pod's containers hold (a failure undoes the create).
+    async fn check_image_groups(
+        &self,
+        cid: &str,
+        i: usize,
+        name: &str,
+        allowed: &BTreeSet<u32>,
+    ) -> Result<()> {
+        let status = self
+            .cri
+            .container_status(cid, true)
+            .await
+            .map_err(Error::runtime(format!("containers[{i}]: reading {name:?}")))?;
+        let info = status
+            .info
+            .get("info")
+            .and_then(|i| serde_json::from_str::<serde_json::Value>(i).ok());
+        let Some(created) = info
+            .as_ref()
+            .and_then(|i| ContainerSecurity::from_verbose(name, i))
+        else {
+            return Err(Error::Internal(format!(
+                "containers[{i}]: cannot read the groups {name:?} was created with"
+            )));
+        };
+        let extra: Vec<u32> = created
+            .additional_gids
+            .iter()
+            .chain(std::iter::once(&created.gid))
+            .filter(|g| !allowed.contains(g))
+            .copied()
+            .collect();
+        if extra.is_empty() {
+            return Ok(());
+        }
+        Err(Error::PermissionDenied(format!(
+            "containers[{i}].image: its user would get groups {extra:?} (from the image's /etc/group) that no container of the pod has"
+        )))
+    }
+
     /// The image of `containers[i]`, as `imagePullPolicy` asks, and the user it runs as. Pulled
     /// before admission, which needs that user (as the kubelet pulls before it creates).
     async fn ensure_image(
@@ -297,12 +345,27 @@ impl Lifecycle {
             images.push(self.ensure_image(i, spec, &cx.config).await?);
         }
         let mut chain = Chain::new(&cx);
+        let allowed_gids: BTreeSet<u32>;
         let admitted = {
             // Admission, the name reservation and growth are one step per pod, so concurrent
             // adds never overshoot or take one name twice.
             let _guard = sandbox.lock.lock().await;
             let facts = self.pod_facts(&sandbox, &specs).await?;
             let admitted = admission::admit(&specs, &images, &facts)?;
+            allowed_gids = facts
+                .security
+                .containers
+                .iter()
+                .flat_map(|c| std::iter::once(c.gid).chain(c.additional_gids.iter().copied()))
+                .chain(
+                    facts
+                        .security
+                        .sandbox
+                        .supplemental_groups
+                        .iter()
+                        .filter_map(|g| u32::try_from(*g).ok()),
+                )
+                .collect();
             chain.run(ReserveNames(names.clone())).await?;
             let growth = specs
                 .iter()
@@ -330,6 +393,7 @@ impl Lifecycle {
                         config: Some(config),
                         created: created.clone(),
                         id: None,
+                        allowed_gids: allowed_gids.clone(),
                     })
                     .await?;
             }

@@ -696,3 +696,31 @@ async fn exited_containers_of_the_pod_lend_no_privilege() {
         .await
         .unwrap();
 }
+
+/// The groups the image gives its user (`/etc/group`) are seen only once the container exists:
+/// a group no container of the pod holds undoes the add.
+#[tokio::test]
+async fn groups_from_the_image_beyond_the_pods_undo_the_add() {
+    let fx = fixture().await;
+    let mut info = MemCri::default_info();
+    info["runtimeSpec"]["process"]["user"]["additionalGids"] = serde_json::json!([0, 999]);
+    fx.cri
+        .verbose_info
+        .lock()
+        .unwrap()
+        .insert("grouped".into(), info);
+    let err = fx
+        .manager
+        .add(&pod("agent"), vec![spec("grouped")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::PermissionDenied(m) if m.contains("[999]")),
+        "{err:?}"
+    );
+    assert!(dynamic_names(&fx.cri).is_empty(), "the create was undone");
+    fx.manager
+        .add(&pod("agent"), vec![spec("plain")])
+        .await
+        .unwrap();
+}
