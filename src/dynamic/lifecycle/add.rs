@@ -190,6 +190,14 @@ impl Step<AddCx<'_>> for CreateAndStart {
             cx.lc
                 .check_image_groups(&cid, i, &name, &self.allowed_gids)
                 .await?;
+            // StopPodSandbox may have come since admission: the teardown's listing may not
+            // have seen this container, so it must not start (the undo removes it).
+            if cx.sandbox.is_stopping() {
+                return Err(Error::FailedPrecondition(format!(
+                    "sandbox {} is being torn down",
+                    cx.id
+                )));
+            }
             self.created
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
