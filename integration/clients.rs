@@ -131,7 +131,7 @@ fn shape(fields: &[(&str, &[u8])], fragment_size: usize) -> RawH2Request {
     }
 }
 
-/// Header shapes of real stacks over a Unix socket (`/run/podgraft/podgraft.sock` as the target).
+/// Header shapes of real stacks over a Unix socket (`/tmp/pg/podgraft.sock` as the target).
 fn shapes() -> Vec<(&'static str, RawH2Request)> {
     let path = VERSION.as_bytes();
     let big = "b".repeat(100 << 10);
@@ -140,7 +140,7 @@ fn shapes() -> Vec<(&'static str, RawH2Request)> {
             (":method", b"POST"),
             (":scheme", b"http"),
             (":path", path),
-            (":authority", b"run%2Fpodgraft%2Fpodgraft.sock"),
+            (":authority", b"tmp%2Fpg%2Fpodgraft.sock"),
             ("content-type", b"application/grpc"),
             ("te", b"trailers"),
         ],
@@ -157,7 +157,7 @@ fn shapes() -> Vec<(&'static str, RawH2Request)> {
                     (":scheme", b"http"),
                     (":method", b"POST"),
                     (":path", path),
-                    (":authority", b"run%2Fpodgraft%2Fpodgraft.sock"),
+                    (":authority", b"tmp%2Fpg%2Fpodgraft.sock"),
                     ("te", b"trailers"),
                     ("content-type", b"application/grpc"),
                     (
@@ -174,7 +174,7 @@ fn shapes() -> Vec<(&'static str, RawH2Request)> {
             "grpc-java (netty)",
             shape(
                 &[
-                    (":authority", b"/run/podgraft/podgraft.sock"),
+                    (":authority", b"/tmp/pg/podgraft.sock"),
                     (":path", path),
                     (":method", b"POST"),
                     (":scheme", b"http"),
@@ -194,7 +194,7 @@ fn shapes() -> Vec<(&'static str, RawH2Request)> {
                     (":method", b"POST"),
                     (":path", path),
                     (":scheme", b"http"),
-                    (":authority", b"%2Frun%2Fpodgraft%2Fpodgraft.sock"),
+                    (":authority", b"%2Ftmp%2Fpg%2Fpodgraft.sock"),
                     ("content-type", b"application/grpc"),
                     ("te", b"trailers"),
                     ("user-agent", b"grpc-swift-nio/1.26.0"),

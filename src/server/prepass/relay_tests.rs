@@ -15,9 +15,9 @@ const ENHANCE_YOUR_CALM: u32 = 0xb;
 /// The authorities gRPC stacks send over Unix sockets, and what the backend gets for each.
 const AUTHORITIES: [(Option<&[u8]>, &str); 8] = [
     (Some(b"localhost"), "localhost"), // grpc-go, tonic
-    (Some(b"run%2Fpodgraft%2Fpodgraft.sock"), "localhost"), // grpc C-core, grpc-swift
-    (Some(b"/run/podgraft/podgraft.sock"), "localhost"), // grpc-java
-    (Some(b"unix:/run/podgraft/podgraft.sock"), "localhost"),
+    (Some(b"tmp%2Fpg%2Fpodgraft.sock"), "localhost"), // grpc C-core, grpc-swift
+    (Some(b"/tmp/pg/podgraft.sock"), "localhost"), // grpc-java
+    (Some(b"unix:/tmp/pg/podgraft.sock"), "localhost"),
     (Some(b""), "localhost"),
     (Some(b"a b{c}"), "localhost"),
     (Some(b"node-1:10250"), "node-1:10250"), // valid ones reach the backend as sent
@@ -83,7 +83,7 @@ async fn header_blocks_in_many_continuation_frames_are_relayed() {
     let fx = Fixture::start(|_| {});
     let fake = FakeCri::start(&fx.backend).unwrap();
     // 900 KiB of metadata in 16 KiB frames (57 of them): under the 1 MiB header limit.
-    let mut req = RawH2Request::grpc(VERSION, Some(b"run%2Fpodgraft.sock"), b"");
+    let mut req = RawH2Request::grpc(VERSION, Some(b"tmp%2Fpg.sock"), b"");
     for i in 0..9 {
         req = req.field(&format!("x-meta-{i}"), vec![b'a' + i as u8; 100 << 10]);
     }
@@ -108,7 +108,7 @@ async fn h2_alone_refuses_what_the_pass_lets_through() {
     let dir = tempfile::tempdir().unwrap();
     let _fake = FakeCri::start(&dir.path().join("fake.sock")).unwrap();
     let path = dir.path().join("fake.sock");
-    let req = RawH2Request::grpc(VERSION, Some(b"run%2Fpodgraft%2Fpodgraft.sock"), b"");
+    let req = RawH2Request::grpc(VERSION, Some(b"tmp%2Fpg%2Fpodgraft.sock"), b"");
     assert_eq!(call(&path, &req).await, H2Outcome::Reset(PROTOCOL_ERROR));
     let mut req = RawH2Request::grpc(VERSION, Some(b"localhost"), b"");
     req = req.field("x-meta", vec![b'a'; 200 << 10]);
