@@ -14,9 +14,9 @@ const ENHANCE_YOUR_CALM: u32 = 0xb;
 
 /// The authorities gRPC stacks send over Unix sockets, and what the backend gets for each.
 const AUTHORITIES: [(Option<&[u8]>, &str); 8] = [
-    (Some(b"localhost"), "localhost"), // grpc-go, tonic
+    (Some(b"localhost"), "localhost"),                // grpc-go, tonic
     (Some(b"tmp%2Fpg%2Fpodgraft.sock"), "localhost"), // grpc C-core, grpc-swift
-    (Some(b"/tmp/pg/podgraft.sock"), "localhost"), // grpc-java
+    (Some(b"/tmp/pg/podgraft.sock"), "localhost"),    // grpc-java
     (Some(b"unix:/tmp/pg/podgraft.sock"), "localhost"),
     (Some(b""), "localhost"),
     (Some(b"a b{c}"), "localhost"),
