@@ -96,7 +96,10 @@ async fn control_calls_are_authorized_by_peer_credentials_and_audited() {
     // Root may do everything; nothing the refused calls asked for exists.
     let mut control = node.control_client().await;
     let listed = control
-        .list_containers(api::ListContainersRequest { pod: None })
+        .list_containers(api::ListContainersRequest {
+            pod: None,
+            include_removed: false,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -340,7 +343,10 @@ async fn remote_controllers_need_a_client_certificate_and_a_rule() {
     }
     let mut controller = ready.expect("the TLS listener serves");
     controller
-        .list_containers(api::ListContainersRequest { pod: None })
+        .list_containers(api::ListContainersRequest {
+            pod: None,
+            include_removed: false,
+        })
         .await
         .expect("controller-1 may read");
     let err = controller
@@ -366,7 +372,10 @@ async fn remote_controllers_need_a_client_certificate_and_a_rule() {
         .await
         .unwrap();
     let err = stranger
-        .list_containers(api::ListContainersRequest { pod: None })
+        .list_containers(api::ListContainersRequest {
+            pod: None,
+            include_removed: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
@@ -376,7 +385,10 @@ async fn remote_controllers_need_a_client_certificate_and_a_rule() {
     let refused = match connect(other.issue("controller-1", &[]), pki.ca.pem()).await {
         Err(_) => true,
         Ok(mut c) => c
-            .list_containers(api::ListContainersRequest { pod: None })
+            .list_containers(api::ListContainersRequest {
+                pod: None,
+                include_removed: false,
+            })
             .await
             .is_err(),
     };

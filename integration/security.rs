@@ -287,7 +287,7 @@ async fn nothing_added_holds_more_than_its_pod() {
         }, Code::PermissionDenied, format!("{p}.volumeMounts[0]")),
         ("probe-period", |c| {
             c.liveness_probe = Some(api::Probe {
-                handler: Some(api::probe::Handler::TcpSocket(api::TcpSocketAction { port: 80, host: String::new() })),
+                handler: Some(api::probe::Handler::TcpSocket(api::TcpSocketAction { port: 80, host: String::new(), port_name: String::new() })),
                 period_seconds: 86_400,
                 ..Default::default()
             })

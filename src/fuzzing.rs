@@ -881,7 +881,7 @@ impl Rng {
         if self.chance(4) {
             return None;
         }
-        let handler = match self.below(4) {
+        let handler = match self.below(5) {
             0 => None,
             1 => Some(Handler::Exec(api::ExecAction {
                 command: vec![self.word()],
@@ -892,10 +892,20 @@ impl Rng {
                 host: self.word(),
                 scheme: self.word(),
                 http_headers: vec![],
+                port_name: if self.chance(3) {
+                    self.word()
+                } else {
+                    String::new()
+                },
+            })),
+            3 => Some(Handler::Grpc(api::GrpcAction {
+                port: self.pick(NUMBERS),
+                service: self.word(),
             })),
             _ => Some(Handler::TcpSocket(api::TcpSocketAction {
                 port: self.pick(NUMBERS),
                 host: String::new(),
+                port_name: String::new(),
             })),
         };
         Some(api::Probe {
@@ -905,6 +915,7 @@ impl Rng {
             period_seconds: self.pick(NUMBERS),
             success_threshold: self.pick(NUMBERS),
             failure_threshold: self.pick(NUMBERS),
+            termination_grace_period_seconds: self.chance(2).then(|| self.pick(NUMBERS).into()),
         })
     }
 }
@@ -1323,12 +1334,14 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
                 name: "X-Probe".into(),
                 value: "1".into(),
             }],
+            port_name: String::new(),
         })),
         initial_delay_seconds: 1,
         timeout_seconds: 1,
         period_seconds: 10,
         success_threshold: 1,
         failure_threshold: 3,
+        termination_grace_period_seconds: Some(5),
     };
     let full = api::ContainerSpec {
         image_pull_policy: "IfNotPresent".into(),
@@ -1355,6 +1368,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             handler: Some(api::probe::Handler::TcpSocket(api::TcpSocketAction {
                 port: 8080,
                 host: String::new(),
+                port_name: String::new(),
             })),
             ..probe.clone()
         }),

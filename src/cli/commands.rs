@@ -128,6 +128,7 @@ pub async fn run_client(
         Command::Ls { pod } => {
             let req = api::ListContainersRequest {
                 pod: pod.as_ref().map(|p| p.0.clone()),
+                include_removed: false,
             };
             let list = client
                 .list_containers(req)

@@ -147,7 +147,7 @@ struct Header {
 struct HttpGet {
     #[serde(default)]
     path: String,
-    port: i32,
+    port: ProbePort,
     #[serde(default)]
     host: String,
     #[serde(default)]
@@ -159,7 +159,7 @@ struct HttpGet {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct TcpSocket {
-    port: i32,
+    port: ProbePort,
     #[serde(default)]
     host: String,
 }
@@ -176,6 +176,7 @@ struct Probe {
     exec: Option<Exec>,
     http_get: Option<HttpGet>,
     tcp_socket: Option<TcpSocket>,
+    grpc: Option<Grpc>,
     #[serde(default)]
     initial_delay_seconds: i32,
     #[serde(default)]
@@ -186,6 +187,33 @@ struct Probe {
     success_threshold: i32,
     #[serde(default)]
     failure_threshold: i32,
+    #[serde(default)]
+    termination_grace_period_seconds: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Grpc {
+    port: i32,
+    #[serde(default)]
+    service: String,
+}
+
+/// A probe port as a pod spec writes it: a number or a port name.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ProbePort {
+    Number(i32),
+    Name(String),
+}
+
+impl ProbePort {
+    fn into_api(self) -> (i32, String) {
+        match self {
+            ProbePort::Number(n) => (n, String::new()),
+            ProbePort::Name(n) => (0, n),
+        }
+    }
 }
 
 impl Probe {
@@ -194,9 +222,11 @@ impl Probe {
         let handler = if let Some(e) = self.exec {
             Some(Handler::Exec(api::ExecAction { command: e.command }))
         } else if let Some(h) = self.http_get {
+            let (port, port_name) = h.port.into_api();
             Some(Handler::HttpGet(api::HttpGetAction {
                 path: h.path,
-                port: h.port,
+                port,
+                port_name,
                 host: h.host,
                 scheme: h.scheme,
                 http_headers: h
@@ -208,11 +238,18 @@ impl Probe {
                     })
                     .collect(),
             }))
+        } else if let Some(t) = self.tcp_socket {
+            let (port, port_name) = t.port.into_api();
+            Some(Handler::TcpSocket(api::TcpSocketAction {
+                port,
+                port_name,
+                host: t.host,
+            }))
         } else {
-            self.tcp_socket.map(|t| {
-                Handler::TcpSocket(api::TcpSocketAction {
-                    port: t.port,
-                    host: t.host,
+            self.grpc.map(|g| {
+                Handler::Grpc(api::GrpcAction {
+                    port: g.port,
+                    service: g.service,
                 })
             })
         };
@@ -223,6 +260,7 @@ impl Probe {
             period_seconds: self.period_seconds,
             success_threshold: self.success_threshold,
             failure_threshold: self.failure_threshold,
+            termination_grace_period_seconds: self.termination_grace_period_seconds,
         }
     }
 }

@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use super::caps::CapName;
 use crate::dynamic::error::{Error, Result};
 use crate::dynamic::model::keys::RESERVED_PREFIXES;
-use crate::dynamic::model::spec::{ContainerSpec, Probe, ProbeHandler, Profile, Quantity};
+use crate::dynamic::model::spec::{
+    ContainerPort, ContainerSpec, PortRef, Probe, ProbeHandler, Profile, Quantity,
+};
 
 /// Upper bounds on what one container may carry; generous for real use, small enough that a
 /// request cannot balloon podgraft's memory or containerd's metadata.
@@ -94,12 +96,28 @@ fn port_ok(port: i32) -> bool {
     (1..=65535).contains(&port)
 }
 
-fn check_probe(field: &str, probe: &Probe, liveness_or_startup: bool) -> Result<()> {
+fn check_probe(
+    field: &str,
+    probe: &Probe,
+    liveness_or_startup: bool,
+    ports: &[ContainerPort],
+) -> Result<()> {
     let bad_port = |name: &str| {
         Err(Error::invalid(
             format!("{field}.{name}.port"),
             "must be 1-65535",
         ))
+    };
+    let port_ref_ok = |port: &PortRef| match port {
+        PortRef::Number(n) => port_ok(*n),
+        PortRef::Name(name) => ports.iter().any(|p| !name.is_empty() && p.name == *name),
+    };
+    let unknown_name = |kind: &str, port: &PortRef| match port {
+        PortRef::Name(name) => Err(Error::invalid(
+            format!("{field}.{kind}.port"),
+            format!("{name:?} names none of the container's ports"),
+        )),
+        PortRef::Number(_) => bad_port(kind),
     };
     match &probe.handler {
         ProbeHandler::Exec { command } if command.is_empty() => {
@@ -108,8 +126,12 @@ fn check_probe(field: &str, probe: &Probe, liveness_or_startup: bool) -> Result<
                 "must not be empty",
             ));
         }
-        ProbeHandler::HttpGet { port, .. } if !port_ok(*port) => return bad_port("httpGet"),
-        ProbeHandler::TcpSocket { port, .. } if !port_ok(*port) => return bad_port("tcpSocket"),
+        ProbeHandler::HttpGet { port, .. } if !port_ref_ok(port) => {
+            return unknown_name("httpGet", port);
+        }
+        ProbeHandler::TcpSocket { port, .. } if !port_ref_ok(port) => {
+            return unknown_name("tcpSocket", port);
+        }
         ProbeHandler::Grpc { port, .. } if !port_ok(*port) => return bad_port("grpc"),
         _ => {}
     }
@@ -374,7 +396,7 @@ pub fn container(spec: &ContainerSpec, i: usize) -> Result<()> {
         ("startupProbe", &spec.startup_probe, true),
     ] {
         if let Some(p) = probe {
-            check_probe(&f(name), p, strict)?;
+            check_probe(&f(name), p, strict, &spec.ports)?;
         }
     }
     Ok(())
@@ -393,6 +415,7 @@ mod tests {
             period_seconds: 10,
             success_threshold: 2,
             failure_threshold: 3,
+            termination_grace_period_seconds: None,
         };
         let mut spec = ContainerSpec {
             name: "tool".into(),
@@ -400,9 +423,19 @@ mod tests {
             ..Default::default()
         };
         spec.readiness_probe = Some(probe(ProbeHandler::TcpSocket {
-            port: 80,
+            port: PortRef::Name("http".into()),
             host: String::new(),
         }));
+        let err = container(&spec, 0).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument { field, reason } if field == "containers[0].readinessProbe.tcpSocket.port" && reason.contains("\"http\"")),
+            "{err:?}"
+        );
+        spec.ports.push(ContainerPort {
+            name: "http".into(),
+            container_port: 80,
+            ..Default::default()
+        });
         container(&spec, 0).unwrap();
         spec.liveness_probe = spec.readiness_probe.clone();
         let err = container(&spec, 1).unwrap_err();

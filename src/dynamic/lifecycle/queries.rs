@@ -107,7 +107,11 @@ impl Lifecycle {
                 .unwrap_or(0),
             image_id: st.image_ref.clone(),
             log_path: st.log_path.clone(),
+            // Probes are not run yet: a running container counts as started and ready.
+            ready: st.state == k8s_cri::v1::ContainerState::ContainerRunning as i32,
+            started: st.state == k8s_cri::v1::ContainerState::ContainerRunning as i32,
             spec,
+            ..Default::default()
         })
     }
 }

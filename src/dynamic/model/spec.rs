@@ -238,6 +238,21 @@ pub enum Scheme {
     Https,
 }
 
+/// A probe's port: a number, or the name of one of the container's ports (Kubernetes'
+/// IntOrString). Stored as a JSON number or string, so specs stored as plain numbers still read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PortRef {
+    Number(i32),
+    Name(String),
+}
+
+impl Default for PortRef {
+    fn default() -> Self {
+        PortRef::Number(0)
+    }
+}
+
 /// What a probe checks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProbeHandler {
@@ -246,13 +261,13 @@ pub enum ProbeHandler {
     },
     HttpGet {
         path: String,
-        port: i32,
+        port: PortRef,
         host: String,
         scheme: Scheme,
         headers: Vec<EnvVar>,
     },
     TcpSocket {
-        port: i32,
+        port: PortRef,
         host: String,
     },
     Grpc {
@@ -269,6 +284,9 @@ pub struct Probe {
     pub period_seconds: i32,
     pub success_threshold: i32,
     pub failure_threshold: i32,
+    /// Liveness and startup probes: the grace period of the kill a failure causes.
+    #[serde(default)]
+    pub termination_grace_period_seconds: Option<i64>,
 }
 
 #[cfg(test)]

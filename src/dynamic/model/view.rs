@@ -43,6 +43,30 @@ pub struct ContainerView {
     pub image_id: String,
     pub log_path: String,
     pub spec: ContainerSpec,
+    /// As the readiness probe says (true without one, once running).
+    pub ready: bool,
+    /// The startup probe has passed (true without one, once running).
+    pub started: bool,
+    /// How the previous attempt ended, once the container has restarted.
+    pub last_state: Option<Termination>,
+    /// Set on the kept final status of a removed container.
+    pub removed_at_unix_nanos: i64,
+    /// Why the container waits, e.g. CrashLoopBackOff until its next restart.
+    pub waiting_reason: String,
+}
+
+/// How one attempt of a container ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Termination {
+    pub container_id: String,
+    pub exit_code: i32,
+    /// Completed, Error, OOMKilled, ...
+    pub reason: String,
+    /// The termination message, or the log tail under FallbackToLogsOnError.
+    pub message: String,
+    pub started_at_unix_nanos: i64,
+    pub finished_at_unix_nanos: i64,
+    pub signal: i32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,6 +81,15 @@ pub enum EventKind {
     Failed,
     /// The requested history is gone: list again.
     Resync,
+    /// An exit its restart policy restarts (the message says when).
+    Restarting,
+    StartupSucceeded,
+    Ready,
+    NotReady,
+    /// The liveness or startup probe failed: the container is killed.
+    LivenessFailed,
+    /// Removed by garbage collection (exited, orphaned or unknown).
+    Collected,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -70,4 +103,6 @@ pub struct Event {
     pub name: String,
     pub container_id: String,
     pub message: String,
+    /// Machine-readable: Completed, Error, OOMKilled, CrashLoopBackOff, Orphaned, ...
+    pub reason: String,
 }

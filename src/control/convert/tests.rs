@@ -4,6 +4,7 @@ use super::*;
 use crate::api;
 use crate::api::ContainerSpec;
 use crate::dynamic::admission::shape::{self, MAX_ARGS};
+use crate::dynamic::model;
 
 /// What AddContainers does with one container before it looks at the pod.
 fn spec(s: &ContainerSpec, i: usize) -> Result<model::ContainerSpec> {
