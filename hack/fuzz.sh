@@ -10,7 +10,7 @@
 # fuzz/corpus/<target>/ (not committed); the committed seeds are fuzz/seeds/<target>/ and the
 # findings fuzz/regressions/<target>/. Exits non-zero on the first crash, naming the artifact:
 # fix the bug, then copy the artifact to fuzz/regressions/<target>/ so that `cargo nextest run`
-# replays it (src/fuzzing.rs).
+# replays it (src/fuzzing/).
 #
 # Environment: FUZZ_ARGS (more libFuzzer flags, e.g. "-jobs=2 -workers=2"), CARGO_FUZZ_VERSION
 # (pin for the install).
