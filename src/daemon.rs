@@ -258,7 +258,11 @@ async fn start_plane(
                 };
                 let incoming =
                     futures_util::stream::unfold(&control_socket.listener, |l| async move {
-                        Some((l.accept().await.map(|(stream, _)| stream), l))
+                        let accepted = l.accept().await;
+                        Some((
+                            accepted.map(|(s, _)| crate::control::peer::PeerStream::accept(s)),
+                            l,
+                        ))
                     });
                 let local = tonic::transport::Server::builder()
                     .add_service(server(service.clone()))

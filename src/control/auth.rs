@@ -1,5 +1,5 @@
 //! Who may call the control API: every call is authorized by the caller's peer credentials
-//! (SO_PEERCRED on the Unix socket: uid, gid, pid, plus the supplementary groups of that pid),
+//! (SO_PEERCRED and SO_PEERGROUPS on the Unix socket, taken when the connection is accepted),
 //! not only by the socket's file mode, against the `[[access]]` rules of the config.
 //!
 //! Root (uid 0) may do everything, as it may on the node anyway; nobody else may do anything
@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 
+use super::peer::PeerInfo;
 use serde::Deserialize;
 
 /// What a call does.
@@ -66,7 +67,7 @@ pub struct Local {
     pub uid: u32,
     pub gid: u32,
     pub pid: Option<i32>,
-    /// Supplementary groups of the calling process (read from /proc when it still exists).
+    /// Supplementary groups of the calling process when it connected.
     pub groups: Vec<u32>,
 }
 
@@ -178,17 +179,13 @@ impl Policy {
 /// The caller of a request: peer credentials on the Unix socket, the client certificate on the
 /// mutual-TLS listener; `None` when the transport vouches for nobody (then nothing is allowed).
 pub fn caller<T>(req: &tonic::Request<T>) -> Option<Caller> {
-    if let Some(info) = req
-        .extensions()
-        .get::<tonic::transport::server::UdsConnectInfo>()
-    {
-        let cred = info.peer_cred?;
-        let pid = cred.pid();
+    if let Some(info) = req.extensions().get::<Option<PeerInfo>>() {
+        let info = info.as_ref()?;
         return Some(Caller::Local(Local {
-            uid: cred.uid(),
-            gid: cred.gid(),
-            pid,
-            groups: pid.map(supplementary_groups).unwrap_or_default(),
+            uid: info.uid,
+            gid: info.gid,
+            pid: info.pid,
+            groups: info.groups.clone(),
         }));
     }
     let certs = req.peer_certs()?;
@@ -224,22 +221,6 @@ pub fn certificate_names(der: &[u8]) -> Vec<String> {
     names.sort();
     names.dedup();
     names
-}
-
-/// The `Groups:` line of /proc/<pid>/status (empty if the process is gone).
-fn supplementary_groups(pid: i32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("Groups:").map(|g| {
-                    g.split_whitespace()
-                        .filter_map(|n| n.parse().ok())
-                        .collect()
-                })
-            })
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -353,14 +334,5 @@ mod tests {
         }])
         .unwrap_err();
         assert!(err.contains("no-such-group-podgraft"), "{err}");
-        let mut ours: Vec<u32> = nix::unistd::getgroups()
-            .unwrap()
-            .into_iter()
-            .map(|g| g.as_raw())
-            .collect();
-        let mut read = supplementary_groups(std::process::id() as i32);
-        ours.sort();
-        read.sort();
-        assert_eq!(read, ours, "the Groups: line of our own /proc status");
     }
 }

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod auth;
 pub mod convert;
+pub mod peer;
 mod service;
 
 pub use service::ControlService;
