@@ -88,6 +88,29 @@ async fn control_calls_are_authorized_by_peer_credentials_and_audited() {
     );
     assert_eq!(code, 0, "{err}");
 
+    // A caller scoped to namespaces learns nothing of pods elsewhere: a UID that names no pod is
+    // refused like one out of scope, not reported missing. In its own namespace, missing is
+    // missing.
+    let get = |pod: &str| ["get", pod, "x"].map(String::from);
+    let (code, _, err) = run_as(1500, 1500, &[2000], &get("uid:no-such-pod-uid"));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("may not read on pod with UID no-such-pod-uid"),
+        "{err}"
+    );
+    let (code, _, err) = run_as(1500, 1500, &[2000], &get("kube-system/ghost"));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("may not read in namespace \"kube-system\""),
+        "{err}"
+    );
+    let (code, _, err) = run_as(1500, 1500, &[2000], &get("default/ghost"));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("not found") || err.contains("NotFound"),
+        "{err}"
+    );
+
     // Nobody else may do anything.
     let (code, _, err) = run_as(1600, 1600, &[], &["ls".into()]);
     assert_ne!(code, 0);

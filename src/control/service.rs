@@ -66,14 +66,23 @@ impl ControlService {
         match (&scope, pod) {
             (Scope::Nowhere, _) => Err(denied("anywhere".into())),
             (Scope::Everywhere, _) | (Scope::Namespaces(_), None) => Ok(scope),
-            (Scope::Namespaces(_), Some(pod)) => {
-                let namespace = self.manager.pod_namespace(pod).await?;
-                if scope.allows(&namespace) {
-                    Ok(scope)
-                } else {
-                    Err(denied(format!("in namespace {namespace:?}")))
-                }
+            // A pod named by namespace/name in scope may be looked up and missing; a pod named
+            // by UID or sandbox ID is refused the same way whether it is out of scope or does
+            // not exist, so a caller cannot probe which pods exist outside its namespaces.
+            (Scope::Namespaces(_), Some(PodSelector::Name { namespace, .. }))
+                if !scope.allows(namespace) =>
+            {
+                Err(denied(format!("in namespace {namespace:?}")))
             }
+            (Scope::Namespaces(_), Some(pod @ PodSelector::Name { .. })) => {
+                self.manager.pod_namespace(pod).await?;
+                Ok(scope)
+            }
+            (Scope::Namespaces(_), Some(pod)) => match self.manager.pod_namespace(pod).await {
+                Ok(namespace) if scope.allows(&namespace) => Ok(scope),
+                Ok(_) | Err(crate::dynamic::Error::NotFound(_)) => Err(denied(format!("on {pod}"))),
+                Err(e) => Err(e.into()),
+            },
         }
     }
 
