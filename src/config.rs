@@ -474,6 +474,26 @@ mod tests {
         }
     }
 
+    /// Every key of the file is documented: serde's unknown-field error lists them all.
+    #[test]
+    fn every_key_is_in_docs_config_md() {
+        let err = Config::parse("no_such_key = 1", Path::new("t")).unwrap_err();
+        let msg = err.to_string();
+        let listed = msg.split("expected one of").nth(1).expect(&msg);
+        let keys: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
+        assert!(
+            keys.contains(&"listen") && keys.contains(&"access"),
+            "{keys:?}"
+        );
+        let doc = include_str!("../docs/config.md");
+        for key in keys {
+            assert!(
+                doc.contains(&format!("`{key}`")) || doc.contains(&format!("`[[{key}]]`")),
+                "config key {key} is not documented in docs/config.md"
+            );
+        }
+    }
+
     #[test]
     fn missing_default_file_means_defaults_but_missing_explicit_file_fails() {
         let dir = tempfile::tempdir().unwrap();
