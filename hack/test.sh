@@ -28,6 +28,9 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 else
   echo "systemd-analyze not found: unit not verified" >&2
 fi
+echo "== install / uninstall (temporary roots)"
+cargo build --locked --bin podgraft -q
+hack/install-test.sh target/debug/podgraft
 echo "== tests (unit + integration on real containerd)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast "$@"

@@ -90,6 +90,8 @@ pub struct Config {
     pub access: Vec<crate::control::auth::AccessRule>,
     /// Where control API audit records go: a file path, "stderr", or "off".
     pub audit_log: String,
+    /// Log lines as "text" or "json".
+    pub log_format: String,
 }
 
 impl Default for Config {
@@ -122,6 +124,7 @@ impl Default for Config {
             control_tls_client_ca: String::new(),
             access: Vec::new(),
             audit_log: "stderr".into(),
+            log_format: "text".into(),
         }
     }
 }
@@ -171,6 +174,7 @@ pub struct Settings {
     pub control_tls: Option<ControlTls>,
     pub access: crate::control::auth::Policy,
     pub audit: crate::control::audit::AuditSink,
+    pub log_format: crate::logging::LogFormat,
 }
 
 impl Config {
@@ -343,6 +347,10 @@ impl Config {
                 ));
             }
         };
+        let log_format = self
+            .log_format
+            .parse()
+            .map_err(|reason| invalid("log_format", reason))?;
         let image_endpoint = match self.image_endpoint.as_str() {
             "" => None,
             s => Some(socket_path("image_endpoint", s)?),
@@ -374,6 +382,7 @@ impl Config {
             control_tls,
             access,
             audit,
+            log_format,
         })
     }
 }
@@ -468,9 +477,30 @@ mod tests {
             ("dynamic_budget_memory = \"much\"", "dynamic_budget_memory"),
             ("cgroup_root = \"sys\"", "cgroup_root"),
             ("socket_group = \"no-such-group-here\"", "socket_group"),
+            ("log_format = \"xml\"", "log_format"),
         ] {
             let err = settle(text).unwrap_err().to_string();
             assert!(err.starts_with(key), "{text}: {err}");
+        }
+    }
+
+    /// Every key of the file is documented: serde's unknown-field error lists them all.
+    #[test]
+    fn every_key_is_in_docs_config_md() {
+        let err = Config::parse("no_such_key = 1", Path::new("t")).unwrap_err();
+        let msg = err.to_string();
+        let listed = msg.split("expected one of").nth(1).expect(&msg);
+        let keys: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
+        assert!(
+            keys.contains(&"listen") && keys.contains(&"access"),
+            "{keys:?}"
+        );
+        let doc = include_str!("../docs/config.md");
+        for key in keys {
+            assert!(
+                doc.contains(&format!("`{key}`")) || doc.contains(&format!("`[[{key}]]`")),
+                "config key {key} is not documented in docs/config.md"
+            );
         }
     }
 

@@ -22,6 +22,7 @@
 //!   - `server::mask`: hiding entries of a streamed listing by padding them in place;
 //!   - `server::listener`: Unix socket set-up; `server::metrics`: the logging/metrics observer;
 //!   - `server::hide`: the interceptors that hide dynamic containers and follow pod lifecycles.
+//! - [`logging`]: the log subscriber (text or JSON, `log_format`).
 //! - [`privileges`]: the capabilities podgraft keeps, everything else dropped at start.
 //! - [`host_paths`]: the guard that keeps tests and benchmarks off the host's podgraft paths.
 //! - `cri` (private): the CRI calls podgraft makes itself, behind a trait with an in-memory fake.
@@ -48,6 +49,7 @@ pub mod dynamic;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod host_paths;
+pub mod logging;
 pub mod privileges;
 mod server;
 #[cfg(any(test, feature = "testing"))]

@@ -9,14 +9,6 @@ use podgraft::cli::{Cli, Command};
 use podgraft::config::{Config, Overrides};
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PODGRAFT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     match run(Cli::parse()) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
@@ -35,6 +27,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         image_endpoint,
     } = cli.command
     else {
+        podgraft::logging::init(podgraft::logging::LogFormat::Text);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -49,6 +42,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         runtime_endpoint,
         image_endpoint,
     })?;
+    // After the config, which chooses the format; config errors go to stderr as plain text.
+    podgraft::logging::init(settings.log_format);
     podgraft::daemon::tune_allocator();
     // Before any thread exists: capability sets are per thread.
     if nix::unistd::geteuid().is_root() {

@@ -102,6 +102,18 @@ pub async fn run_client(
     format: Format,
     command: Command,
 ) -> anyhow::Result<i32> {
+    // Commands that need no podgraft.
+    match &command {
+        Command::Completions { shell } => {
+            super::generate::completions(*shell, &mut std::io::stdout());
+            return Ok(0);
+        }
+        Command::Man { dir } => {
+            super::generate::man(dir.as_deref(), &mut std::io::stdout())?;
+            return Ok(0);
+        }
+        _ => {}
+    }
     let mut client = connect(control).await?;
     let print = |text: String| {
         print!("{text}");
@@ -110,7 +122,9 @@ pub async fn run_client(
         }
     };
     match &command {
-        Command::Serve { .. } => unreachable!("serve is not a client command"),
+        Command::Serve { .. } | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("not a client command")
+        }
         Command::Add { pod, .. } => {
             let containers = specs_from(&command)?;
             let req = api::AddContainersRequest {
@@ -125,18 +139,35 @@ pub async fn run_client(
                 .containers;
             print(render(format, &added, |v| output::containers(v)));
         }
-        Command::Ls { pod } => {
-            let req = api::ListContainersRequest {
-                pod: pod.as_ref().map(|p| p.0.clone()),
-                include_removed: false,
+        Command::Ls {
+            pod,
+            selector,
+            watch,
+        } => {
+            let selector = super::ls::Selector::parse(selector)?;
+            let pod = pod.as_ref().map(|p| &p.0);
+            let show = |list: &[api::DynamicContainer]| {
+                print(render(format, &list, |v| output::containers(v)))
             };
-            let list = client
-                .list_containers(req)
+            if *watch {
+                let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+                super::ls::watch(&mut client, pod, &selector, |list| {
+                    if tty {
+                        // Clear the screen: the listing replaces the last one.
+                        print!("\x1b[H\x1b[2J");
+                    }
+                    show(list);
+                    let _ = std::io::stdout().flush();
+                })
                 .await
-                .map_err(status)?
-                .into_inner()
-                .containers;
-            print(render(format, &list, |v| output::containers(v)));
+                .map_err(status)?;
+            } else {
+                show(
+                    &super::ls::list(&mut client, pod, &selector)
+                        .await
+                        .map_err(status)?,
+                );
+            }
         }
         Command::Get { pod, name } => {
             let c = get_container(&mut client, pod, name).await?;

@@ -2,6 +2,8 @@
 //! control API.
 
 mod commands;
+mod generate;
+mod ls;
 mod output;
 mod spec;
 
@@ -110,7 +112,16 @@ pub enum Command {
         command: Vec<String>,
     },
     /// List dynamic containers (of one pod, or of every mutable pod).
-    Ls { pod: Option<PodArg> },
+    Ls {
+        pod: Option<PodArg>,
+        /// Only containers whose labels match: KEY=VALUE, KEY!=VALUE, KEY or !KEY, comma-separated
+        /// (repeatable; all must hold).
+        #[arg(short = 'l', long, value_name = "SELECTOR")]
+        selector: Vec<String>,
+        /// Keep watching: print the listing again whenever a container changes.
+        #[arg(short, long)]
+        watch: bool,
+    },
     /// Show one dynamic container.
     Get { pod: PodArg, name: String },
     /// Stop and remove dynamic containers.
@@ -139,6 +150,16 @@ pub enum Command {
         timeout: i64,
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// Print a shell completion script (e.g. `podgraft completions bash > /etc/bash_completion.d/podgraft`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or with --dir write one page per command there.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Stream lifecycle events.
     Events {

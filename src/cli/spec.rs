@@ -399,15 +399,15 @@ enum File {
 /// Parses a spec file (YAML is a superset of JSON, so one parser serves both).
 pub fn parse(text: &str) -> Result<Vec<api::ContainerSpec>, String> {
     // Parse each shape separately so a typo is reported against the shape the file looks like.
-    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let value: serde_norway::Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
     let result = if value.get("containers").is_some() {
-        serde_yaml::from_value::<File>(value).map_err(|e| e.to_string())
+        serde_norway::from_value::<File>(value).map_err(|e| e.to_string())
     } else if value.is_sequence() {
-        serde_yaml::from_value::<Vec<Container>>(value)
+        serde_norway::from_value::<Vec<Container>>(value)
             .map(File::Many)
             .map_err(|e| e.to_string())
     } else {
-        serde_yaml::from_value::<Container>(value)
+        serde_norway::from_value::<Container>(value)
             .map(|c| File::One(Box::new(c)))
             .map_err(|e| e.to_string())
     }?;
