@@ -79,5 +79,12 @@ pub mod api {
     }
 }
 
+/// The standard gRPC health service (grpc.health.v1), generated from
+/// `proto/grpc/health/v1/health.proto`: podgraft's gRPC probes are its clients.
+pub mod grpc_health {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("grpc.health.v1");
+}
+
 /// A boxed future, for async methods of object-safe traits.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

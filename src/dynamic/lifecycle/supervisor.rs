@@ -29,13 +29,17 @@ impl Lifecycle {
                 },
             })
             .collect();
-        let (changes, _vanished) = self.registry.merge_listing(token, listed);
+        let (changes, vanished) = self.registry.merge_listing(token, listed);
+        for (id, _) in &vanished {
+            self.probes.stop(id);
+        }
         for change in changes {
             if change.entry.state != ContainerState::Exited
                 || change.before == Some(ContainerState::Exited)
             {
                 continue;
             }
+            self.probes.stop(&change.id);
             let Some(sandbox) = self.store.get(&change.entry.sandbox_id) else {
                 continue;
             };
