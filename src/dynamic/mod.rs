@@ -13,6 +13,7 @@
 //! - [`state`]: sandbox and batch records on disk (atomic, versioned, written off the relay's
 //!   thread).
 //! - [`events`]: the resumable event stream; [`host`]: clock, node memory, credentials.
+//! - [`probes`]: liveness, readiness and startup probes of running dynamic containers.
 
 pub mod admission;
 mod error;

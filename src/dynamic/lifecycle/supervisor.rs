@@ -1,6 +1,6 @@
 //! The supervisor: one loop, one shutdown signal. It detects exits of dynamic containers, runs
-//! the restarts their policies ask for, and keeps pod cgroups in line; probes and garbage
-//! collection will run here too.
+//! the restarts their policies ask for, and keeps pod cgroups in line (garbage collection will
+//! run here too). An exit it sees stops that container's probes (`dynamic::probes`).
 
 use std::future::Future;
 use std::time::Duration;
