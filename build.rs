@@ -13,5 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".podgraft.v1alpha1.KeyValue",
         ])
         .compile_protos(&["proto/podgraft/v1alpha1/control.proto"], &["proto"])?;
+    // The standard health service, for gRPC probes (client) and their tests (server).
+    tonic_prost_build::configure()
+        .compile_protos(&["proto/grpc/health/v1/health.proto"], &["proto"])?;
     Ok(())
 }

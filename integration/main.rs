@@ -9,6 +9,7 @@ mod harness;
 mod hiding_stress;
 mod host_paths;
 mod pod;
+mod probes;
 mod registry;
 mod relay_flow;
 mod security;

@@ -28,13 +28,13 @@
 //! - `cri` (private): the CRI calls podgraft makes itself, behind a trait with an in-memory fake.
 //! - [`dynamic`]: dynamic containers behind the [`dynamic::Manager`] facade: [`dynamic::model`],
 //!   [`dynamic::admission`], [`dynamic::resources`], [`dynamic::registry`], [`dynamic::lifecycle`],
-//!   [`dynamic::state`], [`dynamic::events`], [`dynamic::host`].
+//!   [`dynamic::state`], [`dynamic::events`], [`dynamic::host`], [`dynamic::probes`].
 //! - `wire` (private): protobuf wire-format helpers (varints included) that read or drop fields
 //!   while keeping all other bytes.
 //! - `testing` (only in tests, or with the `testing` feature that the test, bench and example
 //!   targets turn on): fakes for unit tests, benchmarks and integration tests: a raw gRPC CRI
 //!   backend and client, and an in-memory `cri::Cri`.
-//! - [`api`]: the generated control API types.
+//! - [`api`]: the generated control API types; [`grpc_health`]: grpc.health.v1 (gRPC probes).
 
 pub mod cgroup;
 pub mod cli;
@@ -79,6 +79,13 @@ pub mod api {
                 .finish_non_exhaustive()
         }
     }
+}
+
+/// The standard gRPC health service (grpc.health.v1), generated from
+/// `proto/grpc/health/v1/health.proto`: podgraft's gRPC probes are its clients.
+pub mod grpc_health {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("grpc.health.v1");
 }
 
 /// A boxed future, for async methods of object-safe traits.

@@ -27,6 +27,16 @@ fn age(unix_nanos: i64) -> String {
     }
 }
 
+/// kubectl's RESTARTS: the count, and how long ago the last attempt ended.
+fn restarts(c: &DynamicContainer) -> String {
+    match c.last_state.as_ref().map(|t| t.finished_at_unix_nanos) {
+        Some(finished) if c.restart_count > 0 && finished > 0 => {
+            format!("{} ({} ago)", c.restart_count, age(finished))
+        }
+        _ => c.restart_count.to_string(),
+    }
+}
+
 fn pod_name(pod: &Option<api::PodRef>) -> String {
     pod.as_ref()
         .map(|p| format!("{}/{}", p.namespace, p.name))
@@ -55,6 +65,7 @@ pub fn containers(list: &[DynamicContainer]) -> String {
         [
             "POD",
             "NAME",
+            "READY",
             "STATE",
             "EXIT",
             "RESTARTS",
@@ -70,13 +81,15 @@ pub fn containers(list: &[DynamicContainer]) -> String {
         rows.push(vec![
             pod_name(&c.pod),
             c.name.clone(),
+            // kubectl's READY, for the one container of the row.
+            if c.ready { "1/1" } else { "0/1" }.into(),
             state(c.state).into(),
             if exited {
                 c.exit_code.to_string()
             } else {
                 "-".into()
             },
-            c.restart_count.to_string(),
+            restarts(c),
             age(c.created_at_unix_nanos),
             c.image.clone(),
             c.container_id.chars().take(13).collect(),
@@ -124,5 +137,46 @@ pub fn cri_log_text(line: &str) -> (&str, bool) {
         (Some("P"), Some(t)) => (t, false),
         (Some(_), Some(t)) => (t, true),
         _ => (line, true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ls_shows_ready_and_restarts_like_kubectl() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64;
+        let running = DynamicContainer {
+            name: "web".into(),
+            state: api::ContainerState::Running as i32,
+            ready: true,
+            restart_count: 2,
+            last_state: Some(api::TerminationState {
+                finished_at_unix_nanos: now - 30_500_000_000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let unready = DynamicContainer {
+            name: "tool".into(),
+            state: api::ContainerState::Running as i32,
+            ..Default::default()
+        };
+        let out = containers(&[running, unready]);
+        let lines: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            &lines[0][..6],
+            ["POD", "NAME", "READY", "STATE", "EXIT", "RESTARTS"]
+        );
+        // POD is empty: the columns start at NAME.
+        assert_eq!(&lines[1][..6], ["web", "1/1", "Running", "-", "2", "(30s"]);
+        assert_eq!(&lines[2][..5], ["tool", "0/1", "Running", "-", "0"]);
     }
 }

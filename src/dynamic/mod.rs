@@ -13,6 +13,7 @@
 //! - [`state`]: sandbox and batch records on disk (atomic, versioned, written off the relay's
 //!   thread).
 //! - [`events`]: the resumable event stream; [`host`]: clock, node memory, credentials.
+//! - [`probes`]: liveness, readiness and startup probes of running dynamic containers.
 
 pub mod admission;
 mod error;
@@ -20,6 +21,7 @@ pub mod events;
 pub mod host;
 pub mod lifecycle;
 pub mod model;
+pub mod probes;
 pub(crate) mod registry;
 pub mod resources;
 pub mod state;
@@ -97,7 +99,7 @@ impl Manager {
         let events = Arc::new(EventLog::new(settings.host.clone()));
         let ledger = Arc::new(Ledger::new(settings.budget));
         let lifecycle = Lifecycle {
-            cri,
+            cri: cri.clone(),
             batches: BatchLog::new(store.state_dir(), settings.host.clone()),
             cgroups: PodCgroups::new(settings.cgroups.clone(), ledger.clone(), store.clone()),
             store,
@@ -110,6 +112,11 @@ impl Manager {
                 memory_capacity: settings.host.memory_bytes().unwrap_or(1 << 30),
                 limits: settings.limits,
             },
+            probes: Arc::new(probes::Prober::new(
+                cri.clone(),
+                events.clone(),
+                settings.host.clone(),
+            )),
             host: settings.host,
         };
         Self {

@@ -426,6 +426,7 @@ impl Lifecycle {
         let ids = created.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut out = Vec::with_capacity(ids.len());
         for (cid, spec) in ids.iter().zip(specs) {
+            self.start_probes(&cx.pod, &spec.name, cid, &spec);
             out.push(self.describe_after_add(&sandbox, cid, spec).await);
         }
         Ok(out)

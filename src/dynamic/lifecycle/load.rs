@@ -42,6 +42,7 @@ impl Lifecycle {
                 attempt: c.metadata.as_ref().map_or(0, |m| m.attempt),
             };
             self.registry.upsert(&c.id, entry);
+            self.resume_probes(c);
         }
         self.resume_restarts(&containers).await;
         self.registry.mark_loaded();

@@ -5,7 +5,8 @@
 //! - [`add`] over [`chain`]: admission, reservation, growth, batch record, pull, create, start;
 //! - [`remove`]; [`teardown`]: the pod lifecycle calls the relay sees;
 //! - [`load`]: rebuilding state from containerd at start;
-//! - [`supervisor`]: exit detection, restarts and cgroup reconciliation (later probes, GC);
+//! - [`supervisor`]: exit detection, restarts and cgroup reconciliation (later GC);
+//! - [`probing`]: starting and stopping the probes of each attempt (`dynamic::probes` runs them);
 //! - [`restart`]: restart policies with the kubelet's CrashLoopBackOff;
 //! - [`queries`]: list, get, exec;
 //! - [`resolve`]: finding the pod a request names, and the facts admission needs about it;
@@ -14,6 +15,7 @@
 mod add;
 mod chain;
 mod load;
+mod probing;
 mod queries;
 mod remove;
 mod resolve;
@@ -32,6 +34,7 @@ use super::events::EventLog;
 use super::host::Host;
 use super::model::keys::{ADMITTED_ANNOTATION, CONTAINER_NAME_LABEL, DYNAMIC_LABEL};
 use super::model::{Event, EventKind, PodId};
+use super::probes::Prober;
 use super::registry::Registry;
 use super::resources::{Ledger, PodCgroups};
 use super::state::{BatchLog, SandboxStore};
@@ -60,6 +63,8 @@ pub(crate) struct Lifecycle {
     pub specs: stored_spec::SpecCodec,
     pub host: Arc<dyn Host>,
     pub settings: LifecycleSettings,
+    /// Probes of running dynamic containers (lifecycle/probing.rs starts and stops them).
+    pub probes: Arc<Prober>,
 }
 
 /// The CRI filter for dynamic containers, of one sandbox or all.
@@ -119,6 +124,7 @@ impl Lifecycle {
     /// Stops (with `grace` seconds) and removes a container; logs what fails, since this runs on
     /// rollback and teardown paths where the first error must not hide the cleanup of the rest.
     async fn destroy(&self, cid: &str, grace: i64) -> bool {
+        self.probes.stop(cid);
         self.registry.set_removing(cid, true);
         let stopped = match self.cri.stop_container(cid, grace).await {
             Ok(()) => true,

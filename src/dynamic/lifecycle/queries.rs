@@ -85,6 +85,7 @@ impl Lifecycle {
             .get(SPEC_ANNOTATION)
             .and_then(|s| self.specs.decode(s))
             .unwrap_or_default();
+        let (ready, started) = self.probe_status(cid, ContainerState::from_cri(st.state), &spec);
         Ok(ContainerView {
             pod: PodId::new(&sandbox.id(), &sandbox.config()),
             name: st
@@ -107,9 +108,8 @@ impl Lifecycle {
                 .unwrap_or(0),
             image_id: st.image_ref.clone(),
             log_path: st.log_path.clone(),
-            // Probes are not run yet: a running container counts as started and ready.
-            ready: st.state == k8s_cri::v1::ContainerState::ContainerRunning as i32,
-            started: st.state == k8s_cri::v1::ContainerState::ContainerRunning as i32,
+            ready,
+            started,
             spec,
             ..Default::default()
         })

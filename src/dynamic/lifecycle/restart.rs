@@ -152,6 +152,7 @@ impl Lifecycle {
             return Err(Error::runtime(format!("starting {:?}", due.name))(e));
         }
         self.registry.set_state(&cid, ContainerState::Running);
+        self.start_probes(&pod, &due.name, &cid, &spec);
         self.registry.restarted(
             &due.sandbox_id,
             &due.name,

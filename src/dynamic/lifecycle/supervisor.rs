@@ -1,6 +1,6 @@
 //! The supervisor: one loop, one shutdown signal. It detects exits of dynamic containers, runs
-//! the restarts their policies ask for, and keeps pod cgroups in line; probes and garbage
-//! collection will run here too.
+//! the restarts their policies ask for, and keeps pod cgroups in line (garbage collection will
+//! run here too). An exit it sees stops that container's probes (`dynamic::probes`).
 
 use std::future::Future;
 use std::time::Duration;
@@ -29,13 +29,17 @@ impl Lifecycle {
                 },
             })
             .collect();
-        let (changes, _vanished) = self.registry.merge_listing(token, listed);
+        let (changes, vanished) = self.registry.merge_listing(token, listed);
+        for (id, _) in &vanished {
+            self.probes.stop(id);
+        }
         for change in changes {
             if change.entry.state != ContainerState::Exited
                 || change.before == Some(ContainerState::Exited)
             {
                 continue;
             }
+            self.probes.stop(&change.id);
             let Some(sandbox) = self.store.get(&change.entry.sandbox_id) else {
                 continue;
             };

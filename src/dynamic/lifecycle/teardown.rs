@@ -26,6 +26,7 @@ impl Lifecycle {
     /// StopPodSandbox is coming: stop the pod's dynamic containers gracefully (containerd would
     /// kill them at once).
     pub async fn stop_pod(&self, sandbox_id: &str) {
+        self.probes.stop_pod(sandbox_id);
         let Some((pod, containers)) = self.tear_down(sandbox_id).await else {
             return;
         };
@@ -59,6 +60,7 @@ impl Lifecycle {
 
     /// RemovePodSandbox succeeded: the pod's state goes too.
     pub async fn forget_pod(&self, sandbox_id: &str) {
+        self.probes.stop_pod(sandbox_id);
         self.ledger.forget_pod(sandbox_id);
         self.registry.forget_pod(sandbox_id);
         self.store.forget(sandbox_id).await;
