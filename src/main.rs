@@ -49,6 +49,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         runtime_endpoint,
         image_endpoint,
     })?;
+    // Crash tests arm fault points through the environment (a no-op without `testing`).
+    podgraft::fault::arm();
     podgraft::daemon::tune_allocator();
     // Before any thread exists: capability sets are per thread.
     if nix::unistd::geteuid().is_root() {

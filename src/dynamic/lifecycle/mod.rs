@@ -4,7 +4,8 @@
 //!
 //! - [`add`] over [`chain`]: admission, reservation, growth, batch record, pull, create, start;
 //! - [`remove`]; [`teardown`]: the pod lifecycle calls the relay sees;
-//! - [`load`]: rebuilding state from containerd at start;
+//! - [`load`]: rebuilding state from containerd at start; [`recovery`]: cleaning up after a
+//!   crash (verified, retried removal; tombstones of rolled-back adds; back-offs resumed);
 //! - [`supervisor`]: exit detection, restarts and cgroup reconciliation (later probes, GC);
 //! - [`restart`]: restart policies with the kubelet's CrashLoopBackOff;
 //! - [`queries`]: list, get, exec;
@@ -15,6 +16,7 @@ mod add;
 mod chain;
 mod load;
 mod queries;
+mod recovery;
 mod remove;
 mod resolve;
 pub mod restart;
@@ -120,6 +122,7 @@ impl Lifecycle {
     /// rollback and teardown paths where the first error must not hide the cleanup of the rest.
     async fn destroy(&self, cid: &str, grace: i64) -> bool {
         self.registry.set_removing(cid, true);
+        crate::fault::point("destroy.before_stop");
         let stopped = match self.cri.stop_container(cid, grace).await {
             Ok(()) => true,
             Err(e) if e.is_not_found() => true,
@@ -128,6 +131,7 @@ impl Lifecycle {
                 false
             }
         };
+        crate::fault::point("destroy.before_remove");
         let removed = match self.cri.remove_container(cid).await {
             Ok(()) => true,
             Err(e) if e.is_not_found() => true,
@@ -137,6 +141,7 @@ impl Lifecycle {
             }
         };
         if removed {
+            crate::fault::point("destroy.after_remove");
             self.registry.remove(cid);
         } else {
             self.registry.set_removing(cid, false);
