@@ -3,6 +3,8 @@
 //! back and leftovers of interrupted creates removed (`recovery`), the registry and the ledger
 //! filled from the live dynamic containers, back-offs resumed, and the pod cgroups brought in line.
 
+use k8s_cri::v1 as cri;
+
 use super::{Lifecycle, dynamic_filter, name_of};
 use crate::dynamic::error::{Error, Result};
 use crate::dynamic::model::ContainerState;
@@ -23,6 +25,7 @@ impl Lifecycle {
             .await
             .map_err(Error::runtime("loading sandboxes"))?;
         fault::point("load.after_sandboxes");
+        self.mark_stopped_pods().await?;
         self.roll_back_interrupted_adds().await?;
         let containers = self
             .cri
@@ -55,6 +58,24 @@ impl Lifecycle {
         // Repair the pod cgroups (a crash may have left them half-grown).
         self.cgroups.reconcile().await;
         fault::point("load.done");
+        Ok(())
+    }
+
+    /// Pods stopped while podgraft was away (or whose teardown a crash cut short) are being torn
+    /// down: no add, and no restart of a container their stop killed.
+    async fn mark_stopped_pods(&self) -> Result<()> {
+        let sandboxes = self
+            .cri
+            .list_pod_sandbox(cri::PodSandboxFilter::default())
+            .await
+            .map_err(Error::runtime("listing sandboxes"))?;
+        for s in sandboxes {
+            if s.state == cri::PodSandboxState::SandboxNotready as i32 {
+                if let Some(sandbox) = self.store.get(&s.id) {
+                    sandbox.mark_stopping();
+                }
+            }
+        }
         Ok(())
     }
 }
