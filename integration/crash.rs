@@ -104,8 +104,8 @@ async fn wait_loaded(node: &Node) -> ControlClient<Channel> {
 
 fn tail(node: &Node) -> String {
     let log = node.podgraft_log();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
+    let lines: Vec<&str> = log.lines().filter(|l| !l.contains(" DEBUG ")).collect();
+    lines[lines.len().saturating_sub(80)..].join("\n")
 }
 
 async fn dynamic_in_containerd(ctd: &mut RuntimeServiceClient<Channel>) -> Vec<cri::Container> {
@@ -252,14 +252,34 @@ where
         .matches(&format!("fault point {point}:"))
         .count();
     node.spawn_podgraft(&[("PODGRAFT_FAULT", &format!("{point}:{hit}"))]);
-    let died = if point.starts_with("load.") {
-        node.wait_podgraft_exit(Duration::from_secs(20)).await
-    } else {
-        let client = wait_loaded(node).await;
-        let op = tokio::spawn(op(client));
-        let died = node.wait_podgraft_exit(Duration::from_secs(20)).await;
-        op.abort();
-        died
+    // A point that load itself reaches (load's own, the writer's) may kill podgraft before it
+    // serves: then the operation never runs, and the kill is load's.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = loop {
+        if let Some(status) = node.wait_podgraft_exit(Duration::ZERO).await {
+            break Err(status);
+        }
+        if let Some(mut c) = control(node).await {
+            let listed = c.list_containers(api::ListContainersRequest::default());
+            if listed.await.is_ok() {
+                break Ok(c);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "podgraft did not load:\n{}",
+            tail(node)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let died = match client {
+        Err(status) => Some(status),
+        Ok(client) => {
+            let op = tokio::spawn(op(client));
+            let died = node.wait_podgraft_exit(Duration::from_secs(20)).await;
+            op.abort();
+            died
+        }
     };
     let status = died.unwrap_or_else(|| {
         panic!(
@@ -365,6 +385,8 @@ const ADD_POINTS: &[(&str, u32)] = &[
     ("add.before_end", 1),
     ("add.after_end", 1),
     ("writer.before_rename", 1),
+    ("writer.before_rename", 2),
+    ("writer.before_rename", 3),
 ];
 
 const REMOVE_POINTS: &[(&str, u32)] = &[

@@ -138,11 +138,15 @@ impl Step<AddCx<'_>> for RecordBatch {
         })
     }
 
-    /// A container that could not be removed now is removed at the next start: the record stays.
+    /// A container that could not be removed now is removed later: the record stays, and the
+    /// batch becomes a tombstone that the supervisor sweeps (and the next start, after a crash).
     fn undo<'a>(&'a mut self, cx: &'a AddCx<'_>, clean: bool) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             if clean {
                 cx.lc.batches.end(&self.0).await;
+            } else {
+                let until = cx.lc.host.monotonic() + crate::dynamic::state::batches::TOMBSTONE_FOR;
+                cx.lc.batches.bury(self.0.clone(), until);
             }
             clean
         })

@@ -146,7 +146,12 @@ impl Lifecycle {
         } else {
             self.registry.set_removing(cid, false);
         }
-        stopped && removed
+        if stopped && removed {
+            return true;
+        }
+        // containerd may still be busy with the container (a start under way, a task it cannot
+        // delete yet): retried, at once and verified (`recovery`).
+        self.destroy_verified(cid).await.is_ok()
     }
 
     fn emit(&self, kind: EventKind, pod: &PodId, name: &str, cid: &str, message: &str) {
