@@ -418,7 +418,7 @@ async fn an_add_interrupted_by_a_crash_is_rolled_back_at_start() {
     // too, so another crash rolls it back again) and the supervisor's sweep removes a late one.
     assert_eq!(
         restarted.lifecycle.batches.interrupted().await,
-        [batch.clone()]
+        std::slice::from_ref(&batch)
     );
     fx.cri
         .create_container(cri::CreateContainerRequest {

@@ -156,7 +156,11 @@ mod tests {
         log.bury(a.clone(), Duration::from_secs(5));
         log.bury(a.clone(), Duration::from_secs(3));
         assert_eq!(log.buried(), [(a.clone(), Duration::from_secs(5))]);
-        assert_eq!(log.interrupted().await, [a.clone()], "the record stays");
+        assert_eq!(
+            log.interrupted().await,
+            std::slice::from_ref(&a),
+            "the record stays"
+        );
         log.lay_to_rest(&a).await;
         assert!(log.buried().is_empty());
         assert!(log.interrupted().await.is_empty());
