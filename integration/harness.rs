@@ -93,6 +93,14 @@ impl Node {
     }
 
     pub fn start_podgraft(&mut self) {
+        self.spawn_podgraft(&[]);
+        wait_for_socket(&self.podgraft);
+        wait_for_socket(&self.control);
+    }
+
+    /// Starts podgraft with extra environment (e.g. `PODGRAFT_FAULT`) without waiting for its
+    /// sockets: an armed fault point may kill it before they exist.
+    pub fn spawn_podgraft(&mut self, env: &[(&str, &str)]) {
         let config = self.dir.path().join("podgraft.toml");
         let mut text = format!(
             "mutable_handlers = [\"{MUTABLE}\"]\nstate_dir = \"{}\"\naudit_log = \"{}\"\n",
@@ -130,12 +138,43 @@ impl Node {
             .arg(&self.containerd)
             .env("PODGRAFT_LOG", "debug")
             .env(podgraft::host_paths::FORBID_ENV, "1")
+            .envs(env.iter().copied())
             .stderr(log)
             .spawn()
             .expect("spawn podgraft");
         self.podgraft_proc = Some(child);
-        wait_for_socket(&self.podgraft);
-        wait_for_socket(&self.control);
+    }
+
+    /// Waits up to `limit` for podgraft to exit by itself (e.g. killed by a fault point); returns
+    /// its exit status, or `None` if it is still running.
+    pub async fn wait_podgraft_exit(
+        &mut self,
+        limit: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let child = self.podgraft_proc.as_mut().expect("podgraft started");
+            if let Some(status) = child.try_wait().unwrap() {
+                self.podgraft_proc = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Whether a podgraft process is running (started and not seen to exit).
+    pub fn podgraft_running(&mut self) -> bool {
+        let running = self
+            .podgraft_proc
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none());
+        if !running {
+            self.podgraft_proc = None;
+        }
+        running
     }
 
     /// The running podgraft's process ID.

@@ -2,6 +2,8 @@
 
 mod access;
 mod clients;
+mod containerd_restart;
+mod crash;
 mod dynamic;
 mod growth;
 mod grpc_go;

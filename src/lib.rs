@@ -29,6 +29,8 @@
 //! - [`dynamic`]: dynamic containers behind the [`dynamic::Manager`] facade: [`dynamic::model`],
 //!   [`dynamic::admission`], [`dynamic::resources`], [`dynamic::registry`], [`dynamic::lifecycle`],
 //!   [`dynamic::state`], [`dynamic::events`], [`dynamic::host`], [`dynamic::probes`].
+//! - [`fault`]: named fault points (SIGKILL at the N-th hit) for the crash tests; compiled in
+//!   only with the `testing` feature.
 //! - `wire` (private): protobuf wire-format helpers (varints included) that read or drop fields
 //!   while keeping all other bytes.
 //! - `testing` (only in tests, or with the `testing` feature that the test, bench and example
@@ -44,6 +46,7 @@ pub mod control;
 mod cri;
 pub mod daemon;
 pub mod dynamic;
+pub mod fault;
 /// Entry points of the fuzz targets (`fuzz/`), for cargo-fuzz and the replay tests.
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]

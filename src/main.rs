@@ -44,6 +44,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     })?;
     // After the config, which chooses the format; config errors go to stderr as plain text.
     podgraft::logging::init(settings.log_format);
+    // Crash tests arm fault points through the environment (a no-op without `testing`).
+    podgraft::fault::arm();
     podgraft::daemon::tune_allocator();
     // Before any thread exists: capability sets are per thread.
     if nix::unistd::geteuid().is_root() {

@@ -23,6 +23,7 @@ use crate::dynamic::model::{
 use crate::dynamic::registry::Entry;
 use crate::dynamic::resources::{Bounds, Trigger, growth_of};
 use crate::dynamic::state::{Batch, Sandbox};
+use crate::fault;
 
 /// What every step of one add works on.
 struct AddCx<'a> {
@@ -90,7 +91,9 @@ impl Step<AddCx<'_>> for Grow {
             cx.lc
                 .cgroups
                 .apply(&cx.sandbox, Trigger::GrowthChanged)
-                .await
+                .await?;
+            fault::point("add.after_grow");
+            Ok(())
         })
     }
 
@@ -124,26 +127,37 @@ impl Step<AddCx<'_>> for RecordBatch {
 
     fn run<'a>(&'a mut self, cx: &'a AddCx<'_>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            fault::point("add.before_record");
             cx.lc
                 .batches
                 .begin(&self.0)
                 .await
-                .map_err(|e| Error::Internal(format!("recording the add: {e}")))
+                .map_err(|e| Error::Internal(format!("recording the add: {e}")))?;
+            fault::point("add.after_record");
+            Ok(())
         })
     }
 
-    /// A container that could not be removed now is removed at the next start: the record stays.
+    /// A container that could not be removed now is removed later: the record stays, and the
+    /// batch becomes a tombstone that the supervisor sweeps (and the next start, after a crash).
     fn undo<'a>(&'a mut self, cx: &'a AddCx<'_>, clean: bool) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             if clean {
                 cx.lc.batches.end(&self.0).await;
+            } else {
+                let until = cx.lc.host.monotonic() + crate::dynamic::state::batches::TOMBSTONE_FOR;
+                cx.lc.batches.bury(self.0.clone(), until);
             }
             clean
         })
     }
 
     fn finish<'a>(&'a mut self, cx: &'a AddCx<'_>) -> BoxFuture<'a, ()> {
-        Box::pin(cx.lc.batches.end(&self.0))
+        Box::pin(async move {
+            fault::point("add.before_end");
+            cx.lc.batches.end(&self.0).await;
+            fault::point("add.after_end");
+        })
     }
 }
 
@@ -171,6 +185,7 @@ impl Step<AddCx<'_>> for CreateAndStart {
                 config: self.config.take(),
                 sandbox_config: Some(cx.config.clone()),
             };
+            fault::point("add.before_create");
             let cid = cx
                 .lc
                 .cri
@@ -185,6 +200,7 @@ impl Step<AddCx<'_>> for CreateAndStart {
                 state: ContainerState::Created,
                 attempt: 0,
             };
+            fault::point("add.after_create");
             cx.lc.registry.upsert(&cid, entry);
             self.id = Some(cid.clone());
             cx.lc
@@ -203,6 +219,7 @@ impl Step<AddCx<'_>> for CreateAndStart {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(cid.clone());
             cx.lc.emit(EventKind::Added, &cx.pod, &name, &cid, "");
+            fault::point("add.before_start");
             cx.lc
                 .cri
                 .start_container(&cid)
@@ -210,6 +227,7 @@ impl Step<AddCx<'_>> for CreateAndStart {
                 .map_err(Error::runtime(format!(
                     "containers[{i}]: starting {name:?}"
                 )))?;
+            fault::point("add.after_start");
             cx.lc.registry.set_state(&cid, ContainerState::Running);
             cx.lc
                 .registry

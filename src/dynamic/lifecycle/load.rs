@@ -1,30 +1,39 @@
 //! Rebuilding what podgraft knows at start, from containerd (the source of truth) and the state
-//! files: sandbox records, interrupted adds rolled back, the registry and the ledger filled from
-//! the live dynamic containers, and the pod cgroups brought in line.
-
-use std::collections::HashMap;
+//! files: temporary files of a killed write removed, sandbox records, interrupted adds rolled
+//! back and leftovers of interrupted creates removed (`recovery`), the registry and the ledger
+//! filled from the live dynamic containers, back-offs resumed, and the pod cgroups brought in line.
 
 use k8s_cri::v1 as cri;
 
 use super::{Lifecycle, dynamic_filter, name_of};
 use crate::dynamic::error::{Error, Result};
 use crate::dynamic::model::ContainerState;
-use crate::dynamic::model::keys::{BATCH_LABEL, SPEC_ANNOTATION};
+use crate::dynamic::model::keys::SPEC_ANNOTATION;
 use crate::dynamic::registry::Entry;
 use crate::dynamic::resources::growth_of;
+use crate::dynamic::state::writer::{remove_stale_temps, run_blocking};
+use crate::fault;
 
 impl Lifecycle {
     pub async fn load(&self) -> Result<()> {
+        let dir = self.store.state_dir().to_path_buf();
+        for path in run_blocking(move || remove_stale_temps(&dir)).await {
+            tracing::info!(path = %path.display(), "removed a temporary file a crash left behind");
+        }
         self.store
             .load(self.cri.as_ref())
             .await
             .map_err(Error::runtime("loading sandboxes"))?;
+        fault::point("load.after_sandboxes");
+        self.mark_stopped_pods().await?;
         self.roll_back_interrupted_adds().await?;
         let containers = self
             .cri
             .list_containers(dynamic_filter(None))
             .await
             .map_err(Error::runtime("listing dynamic containers"))?;
+        let containers = self.remove_unstarted(containers).await;
+        fault::point("load.after_cleanup");
         for c in &containers {
             let spec = c
                 .annotations
@@ -46,66 +55,26 @@ impl Lifecycle {
         }
         self.resume_restarts(&containers).await;
         self.registry.mark_loaded();
+        fault::point("load.before_reconcile");
         // Repair the pod cgroups (a crash may have left them half-grown).
         self.cgroups.reconcile().await;
+        fault::point("load.done");
         Ok(())
     }
 
-    /// Each name's newest attempt: running ones count as started now; exited ones (they exited
-    /// while podgraft was away) restart as their policy says.
-    async fn resume_restarts(&self, containers: &[cri::Container]) {
-        let mut newest: HashMap<(String, String), &cri::Container> = HashMap::new();
-        for c in containers {
-            let attempt = |c: &cri::Container| c.metadata.as_ref().map_or(0, |m| m.attempt);
-            let key = (c.pod_sandbox_id.clone(), name_of(c).to_string());
-            if newest.get(&key).is_none_or(|n| attempt(n) < attempt(c)) {
-                newest.insert(key, c);
-            }
-        }
-        let now = self.host.monotonic();
-        for ((sandbox, name), c) in newest {
-            match ContainerState::from_cri(c.state) {
-                ContainerState::Exited => {
-                    if let Ok(Some(status)) = self
-                        .cri
-                        .container_status(&c.id, false)
-                        .await
-                        .map(|s| s.status)
-                    {
-                        self.on_exit(
-                            &sandbox,
-                            &name,
-                            &c.id,
-                            status.exit_code,
-                            &status.annotations,
-                        );
-                    }
+    /// Pods stopped while podgraft was away (or whose teardown a crash cut short) are being torn
+    /// down: no add, and no restart of a container their stop killed.
+    async fn mark_stopped_pods(&self) -> Result<()> {
+        let sandboxes = self
+            .cri
+            .list_pod_sandbox(cri::PodSandboxFilter::default())
+            .await
+            .map_err(Error::runtime("listing sandboxes"))?;
+        for s in sandboxes {
+            if s.state == cri::PodSandboxState::SandboxNotready as i32 {
+                if let Some(sandbox) = self.store.get(&s.id) {
+                    sandbox.mark_stopping();
                 }
-                _ => self.registry.started(&sandbox, &name, now),
-            }
-        }
-    }
-
-    /// Removes the containers of adds that a crash interrupted: an add is all or nothing, across
-    /// restarts too.
-    async fn roll_back_interrupted_adds(&self) -> Result<()> {
-        for batch in self.batches.interrupted().await {
-            let filter = cri::ContainerFilter {
-                label_selector: [(BATCH_LABEL.to_string(), batch.id.clone())].into(),
-                ..Default::default()
-            };
-            let found = self
-                .cri
-                .list_containers(filter)
-                .await
-                .map_err(Error::runtime("listing an interrupted add's containers"))?;
-            tracing::warn!(sandbox = %batch.sandbox, names = ?batch.names, containers = found.len(), "rolling back an add interrupted by a restart");
-            let mut all_gone = true;
-            for c in &found {
-                all_gone &= self.destroy(&c.id, 0).await;
-            }
-            if all_gone {
-                self.batches.end(&batch).await;
             }
         }
         Ok(())

@@ -4,7 +4,8 @@
 //!
 //! - [`add`] over [`chain`]: admission, reservation, growth, batch record, pull, create, start;
 //! - [`remove`]; [`teardown`]: the pod lifecycle calls the relay sees;
-//! - [`load`]: rebuilding state from containerd at start;
+//! - [`load`]: rebuilding state from containerd at start; [`recovery`]: cleaning up after a
+//!   crash (verified, retried removal; tombstones of rolled-back adds; back-offs resumed);
 //! - [`supervisor`]: exit detection, restarts and cgroup reconciliation (later GC);
 //! - [`probing`]: starting and stopping the probes of each attempt (`dynamic::probes` runs them);
 //! - [`restart`]: restart policies with the kubelet's CrashLoopBackOff;
@@ -17,6 +18,7 @@ mod chain;
 mod load;
 mod probing;
 mod queries;
+mod recovery;
 mod remove;
 mod resolve;
 pub mod restart;
@@ -126,6 +128,7 @@ impl Lifecycle {
     async fn destroy(&self, cid: &str, grace: i64) -> bool {
         self.probes.stop(cid);
         self.registry.set_removing(cid, true);
+        crate::fault::point("destroy.before_stop");
         let stopped = match self.cri.stop_container(cid, grace).await {
             Ok(()) => true,
             Err(e) if e.is_not_found() => true,
@@ -134,6 +137,7 @@ impl Lifecycle {
                 false
             }
         };
+        crate::fault::point("destroy.before_remove");
         let removed = match self.cri.remove_container(cid).await {
             Ok(()) => true,
             Err(e) if e.is_not_found() => true,
@@ -143,11 +147,17 @@ impl Lifecycle {
             }
         };
         if removed {
+            crate::fault::point("destroy.after_remove");
             self.registry.remove(cid);
         } else {
             self.registry.set_removing(cid, false);
         }
-        stopped && removed
+        if stopped && removed {
+            return true;
+        }
+        // containerd may still be busy with the container (a start under way, a task it cannot
+        // delete yet): retried, at once and verified (`recovery`).
+        self.destroy_verified(cid).await.is_ok()
     }
 
     fn emit(&self, kind: EventKind, pod: &PodId, name: &str, cid: &str, message: &str) {

@@ -4,6 +4,7 @@ use super::Lifecycle;
 use crate::dynamic::error::{Error, Result};
 use crate::dynamic::model::{EventKind, PodId, PodSelector};
 use crate::dynamic::resources::Trigger;
+use crate::fault;
 
 /// The grace period when a request gives none (the kubelet's default for pods).
 pub const DEFAULT_GRACE_SECONDS: i64 = 30;
@@ -43,9 +44,11 @@ impl Lifecycle {
             targets.extend(found.into_iter().map(|c| (name.clone(), c.id)));
         }
         let pod = PodId::new(&id, &sandbox.config());
+        fault::point("remove.before_destroy");
         let results =
             futures_util::future::join_all(targets.iter().map(|(_, cid)| self.destroy(cid, grace)))
                 .await;
+        fault::point("remove.after_destroy");
         let mut removed = Vec::new();
         let mut failed = Vec::new();
         for ((name, cid), ok) in targets.into_iter().zip(results) {
@@ -66,6 +69,7 @@ impl Lifecycle {
         if let Err(e) = self.cgroups.apply(&sandbox, Trigger::GrowthChanged).await {
             tracing::warn!(sandbox = %id, error = %e, "shrinking the pod after removal deferred");
         }
+        fault::point("remove.after_shrink");
         if !failed.is_empty() {
             return Err(Error::FailedPrecondition(format!(
                 "could not remove {}; retry (removed: {removed:?})",

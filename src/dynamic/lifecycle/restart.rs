@@ -16,6 +16,7 @@ use crate::dynamic::model::keys::{ADMITTED_ANNOTATION, SPEC_ANNOTATION};
 use crate::dynamic::model::spec::RestartPolicy;
 use crate::dynamic::model::{ContainerState, EventKind, PodId};
 use crate::dynamic::registry::{DueRestart, Entry, Restarts};
+use crate::fault;
 
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -123,6 +124,7 @@ impl Lifecycle {
         let attempt = status.metadata.as_ref().map_or(0, |m| m.attempt) + 1;
         let config = sandbox.config();
         let pod = PodId::new(&due.sandbox_id, &config);
+        fault::point("restart.before_create");
         let cid = self
             .cri
             .create_container(k8s_cri::v1::CreateContainerRequest {
@@ -132,6 +134,7 @@ impl Lifecycle {
             })
             .await
             .map_err(Error::runtime(format!("restarting {:?}", due.name)))?;
+        fault::point("restart.after_create");
         let entry = Entry {
             sandbox_id: due.sandbox_id.clone(),
             name: due.name.clone(),
@@ -151,6 +154,7 @@ impl Lifecycle {
             self.destroy(&cid, 0).await;
             return Err(Error::runtime(format!("starting {:?}", due.name))(e));
         }
+        fault::point("restart.after_start");
         self.registry.set_state(&cid, ContainerState::Running);
         self.start_probes(&pod, &due.name, &cid, &spec);
         self.registry.restarted(
@@ -173,6 +177,7 @@ impl Lifecycle {
                 self.destroy(&old.id, 0).await;
             }
         }
+        fault::point("restart.after_cleanup");
         Ok(())
     }
 }

@@ -91,7 +91,11 @@ impl Lifecycle {
                     }
                     self.restart_due().await;
                 }
-                _ = reconcile.tick() => self.cgroups.reconcile().await,
+                _ = reconcile.tick() => {
+                    // Leftovers of a crash first: the reconcile then sizes what remains.
+                    self.sweep_leftovers().await;
+                    self.cgroups.reconcile().await;
+                }
                 () = &mut shutdown => return,
             }
         }

@@ -7,6 +7,7 @@ use k8s_cri::v1 as cri;
 use super::{Lifecycle, dynamic_filter, name_of};
 use crate::dynamic::model::{ContainerState, EventKind, PodId};
 use crate::dynamic::resources::Trigger;
+use crate::fault;
 
 impl Lifecycle {
     /// Starts a pod's teardown: no more adds, then its dynamic containers (listed under the pod's
@@ -30,6 +31,7 @@ impl Lifecycle {
         let Some((pod, containers)) = self.tear_down(sandbox_id).await else {
             return;
         };
+        fault::point("teardown.before_stop");
         let grace = self.settings.pod_stop_grace.as_secs() as i64;
         let pod = &pod;
         let stops = containers
@@ -44,6 +46,7 @@ impl Lifecycle {
                 self.emit(EventKind::Exited, pod, name_of(c), &c.id, "pod stopped");
             });
         futures_util::future::join_all(stops).await;
+        fault::point("teardown.after_stop");
     }
 
     /// RemovePodSandbox is coming: remove the pod's dynamic containers first.
@@ -51,15 +54,18 @@ impl Lifecycle {
         let Some((pod, containers)) = self.tear_down(sandbox_id).await else {
             return;
         };
+        fault::point("teardown.before_remove");
         for c in &containers {
             if self.destroy(&c.id, 0).await {
                 self.emit(EventKind::Removed, &pod, name_of(c), &c.id, "pod removed");
             }
         }
+        fault::point("teardown.after_remove");
     }
 
     /// RemovePodSandbox succeeded: the pod's state goes too.
     pub async fn forget_pod(&self, sandbox_id: &str) {
+        fault::point("teardown.before_forget");
         self.probes.stop_pod(sandbox_id);
         self.ledger.forget_pod(sandbox_id);
         self.registry.forget_pod(sandbox_id);

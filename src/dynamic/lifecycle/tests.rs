@@ -380,6 +380,13 @@ async fn an_add_interrupted_by_a_crash_is_rolled_back_at_start() {
         crate::dynamic::model::keys::BATCH_LABEL.into(),
         batch.id.clone(),
     );
+    // The batch's second container, whose create was still in containerd when podgraft died.
+    let mut late_config = config.clone();
+    late_config.metadata.as_mut().unwrap().name = "never".into();
+    late_config.labels.insert(
+        crate::dynamic::model::keys::CONTAINER_NAME_LABEL.into(),
+        "never".into(),
+    );
     fx.cri
         .create_container(cri::CreateContainerRequest {
             pod_sandbox_id: "sb-mut".into(),
@@ -390,19 +397,45 @@ async fn an_add_interrupted_by_a_crash_is_rolled_back_at_start() {
         .unwrap();
     assert_eq!(dynamic_names(&fx.cri), ["half", "kept"]);
 
+    assert!(
+        fx.manager.lifecycle.batches.interrupted().await == [batch.clone()],
+        "finished adds leave no batch behind"
+    );
+
     // The next podgraft finds the unfinished batch and finishes it the only safe way: removal.
+    let host = Arc::new(crate::dynamic::host::FakeHost::default());
     let restarted = Manager::new(
         fx.cri.clone(),
         SandboxStore::new(fx._dir.path(), ["podgraft".to_string()]),
-        ManagerSettings::default(),
+        ManagerSettings {
+            host: host.clone(),
+            ..ManagerSettings::default()
+        },
     );
     restarted.load().await.unwrap();
     assert_eq!(dynamic_names(&fx.cri), ["kept"]);
-    assert!(restarted.lifecycle.batches.interrupted().await.is_empty());
-    assert!(
-        fx.manager.lifecycle.batches.interrupted().await.is_empty(),
-        "finished adds leave no batch behind"
+    // The dead process's CreateContainer may still land: the batch stays a tombstone (its record
+    // too, so another crash rolls it back again) and the supervisor's sweep removes a late one.
+    assert_eq!(
+        restarted.lifecycle.batches.interrupted().await,
+        std::slice::from_ref(&batch)
     );
+    fx.cri
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: "sb-mut".into(),
+            config: Some(late_config),
+            sandbox_config: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(dynamic_names(&fx.cri), ["kept", "never"]);
+    restarted.lifecycle.sweep_leftovers().await;
+    assert_eq!(dynamic_names(&fx.cri), ["kept"], "the late create is swept");
+    assert!(!restarted.lifecycle.batches.buried().is_empty());
+    host.advance(crate::dynamic::state::batches::TOMBSTONE_FOR);
+    restarted.lifecycle.sweep_leftovers().await;
+    assert!(restarted.lifecycle.batches.buried().is_empty());
+    assert!(restarted.lifecycle.batches.interrupted().await.is_empty());
 }
 
 /// Defect (issue 8): the exit poller used to replace the whole id set with a listing taken before

@@ -4,10 +4,16 @@
 //! label [`BATCH_LABEL`](crate::dynamic::model::keys::BATCH_LABEL); the file is removed once the
 //! add has finished or been rolled back. A file found at start names an add that was interrupted:
 //! its containers are removed.
+//!
+//! A roll-back at start can race containerd still finishing the dead process's CreateContainer:
+//! a rolled-back batch is kept as a tombstone (its record stays on disk, so a crash meanwhile
+//! rolls it back again) until [`TOMBSTONE_FOR`] has passed with none of its containers left.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +32,12 @@ pub struct BatchLog {
     counter: AtomicU64,
     writer: Writer,
     host: Arc<dyn Host>,
+    /// Rolled-back batches, until when a late create of theirs may still land (monotonic).
+    tombstones: Mutex<HashMap<String, (Batch, Duration)>>,
 }
+
+/// How long a rolled-back batch is watched for containers a dead podgraft's calls still create.
+pub const TOMBSTONE_FOR: Duration = Duration::from_secs(30);
 
 impl BatchLog {
     pub fn new(state_dir: &Path, host: Arc<dyn Host>) -> Self {
@@ -35,6 +46,7 @@ impl BatchLog {
             counter: AtomicU64::new(0),
             writer: Writer::default(),
             host,
+            tombstones: Mutex::default(),
         }
     }
 
@@ -81,6 +93,29 @@ impl BatchLog {
         .await
     }
 
+    /// Keeps watching a rolled-back batch until `until` (monotonic); its record stays.
+    pub fn bury(&self, batch: Batch, until: Duration) {
+        self.tombstones()
+            .entry(batch.id.clone())
+            .and_modify(|(_, u)| *u = (*u).max(until))
+            .or_insert((batch, until));
+    }
+
+    /// The rolled-back batches being watched, with their deadlines.
+    pub fn buried(&self) -> Vec<(Batch, Duration)> {
+        self.tombstones().values().cloned().collect()
+    }
+
+    /// The batch is rolled back for good: no more watching, and its record goes.
+    pub async fn lay_to_rest(&self, batch: &Batch) {
+        self.tombstones().remove(&batch.id);
+        self.end(batch).await;
+    }
+
+    fn tombstones(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Batch, Duration)>> {
+        self.tombstones.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn path_of(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.json"))
     }
@@ -110,5 +145,24 @@ mod tests {
         let mut left: Vec<_> = log.interrupted().await.into_iter().map(|b| b.id).collect();
         left.sort();
         assert_eq!(left, [b.id.clone(), "old".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn tombstones_keep_their_record_until_laid_to_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = BatchLog::new(dir.path(), Arc::new(FakeHost::default()));
+        let a = log.next("sb", vec!["x".into()]);
+        log.begin(&a).await.unwrap();
+        log.bury(a.clone(), Duration::from_secs(5));
+        log.bury(a.clone(), Duration::from_secs(3));
+        assert_eq!(log.buried(), [(a.clone(), Duration::from_secs(5))]);
+        assert_eq!(
+            log.interrupted().await,
+            std::slice::from_ref(&a),
+            "the record stays"
+        );
+        log.lay_to_rest(&a).await;
+        assert!(log.buried().is_empty());
+        assert!(log.interrupted().await.is_empty());
     }
 }

@@ -103,6 +103,8 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
+        // A kill here leaves the temporary file behind: load removes such leftovers.
+        crate::fault::point("writer.before_rename");
         std::fs::rename(&tmp, path)?;
         std::fs::File::open(dir)?.sync_all()
     })();
@@ -110,6 +112,40 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Removes the temporary files that a process killed between write and rename left in `dir`
+/// and its subdirectories (one level); this process's own are kept (a write may be under way).
+/// Returns what was removed. Blocking: call through [`run_blocking`].
+pub fn remove_stale_temps(dir: &Path) -> Vec<PathBuf> {
+    let own = std::process::id().to_string();
+    // `.<name>.<pid>.<counter>.tmp`, as `write_atomic` names them.
+    let is_stale = |p: &Path| {
+        let Some(n) = p.file_name().and_then(|n| n.to_str()) else {
+            return false;
+        };
+        let Some(stem) = n.strip_suffix(".tmp").filter(|_| n.starts_with('.')) else {
+            return false;
+        };
+        let fields: Vec<&str> = stem.rsplitn(3, '.').collect();
+        fields.len() == 3 && fields[1] != own
+    };
+    let mut removed = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    for d in dirs {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.is_file() && is_stale(&path) && std::fs::remove_file(&path).is_ok() {
+                removed.push(path);
+            }
+        }
+    }
+    removed
 }
 
 /// Orders the writes of each file and runs them on the blocking pool.
@@ -236,5 +272,25 @@ mod tests {
             .flatten()
             .collect();
         assert!(leftovers.is_empty(), "no temporary file is left behind");
+    }
+
+    #[test]
+    fn temporary_files_of_dead_writers_are_removed_and_ours_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("batches");
+        std::fs::create_dir_all(&sub).unwrap();
+        let dead = sub.join(".b.json.999999999.3.tmp");
+        let ours = sub.join(format!(".b.json.{}.0.tmp", std::process::id()));
+        let top = dir.path().join(".x.json.1.0.tmp");
+        let record = sub.join("b.json");
+        for p in [&dead, &ours, &top, &record] {
+            std::fs::write(p, b"{}").unwrap();
+        }
+        let mut removed = remove_stale_temps(dir.path());
+        removed.sort();
+        let mut want = vec![dead.clone(), top.clone()];
+        want.sort();
+        assert_eq!(removed, want);
+        assert!(ours.exists() && record.exists());
     }
 }
