@@ -67,6 +67,12 @@ pub trait Cri: Send + Sync + 'static {
     ) -> BoxFuture<'_, CriResult<cri::ExecSyncResponse>>;
     fn image_status(&self, image: &str) -> BoxFuture<'_, CriResult<Option<cri::Image>>>;
     fn pull_image(&self, req: cri::PullImageRequest) -> BoxFuture<'_, CriResult<String>>;
+
+    /// Not CRI: kills and deletes the container's task through containerd's task API, for a task
+    /// a cancelled StartContainer left that RemoveContainer cannot delete (`crate::tasks`).
+    fn kill_task(&self, _id: &str) -> BoxFuture<'_, CriResult<()>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// [`Cri`] over a tonic channel to containerd's socket.
@@ -74,14 +80,17 @@ pub trait Cri: Send + Sync + 'static {
 pub struct CriClient {
     runtime: RuntimeServiceClient<Channel>,
     image: ImageServiceClient<Channel>,
+    /// The runtime socket's channel, for containerd's task API.
+    channel: Channel,
 }
 
 impl CriClient {
     /// A lazily connecting client: containerd may be down when podgraft starts.
     pub fn new(runtime: &Path, image: &Path) -> Self {
+        let channel = lazy_uds_channel(runtime);
         Self {
-            runtime: RuntimeServiceClient::new(lazy_uds_channel(runtime))
-                .max_decoding_message_size(64 << 20),
+            runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20),
+            channel,
             image: ImageServiceClient::new(lazy_uds_channel(image))
                 .max_decoding_message_size(64 << 20),
         }
@@ -247,6 +256,15 @@ impl Cri for CriClient {
                 .map_err(err("ImageStatus"))?
                 .into_inner()
                 .image)
+        })
+    }
+
+    fn kill_task(&self, id: &str) -> BoxFuture<'_, CriResult<()>> {
+        let (channel, id) = (self.channel.clone(), id.to_string());
+        Box::pin(async move {
+            crate::tasks::kill_and_delete(&channel, &id)
+                .await
+                .map_err(err("Tasks.Kill/Delete"))
         })
     }
 

@@ -25,7 +25,8 @@
 //! - [`logging`]: the log subscriber (text or JSON, `log_format`).
 //! - [`privileges`]: the capabilities podgraft keeps, everything else dropped at start.
 //! - [`host_paths`]: the guard that keeps tests and benchmarks off the host's podgraft paths.
-//! - `cri` (private): the CRI calls podgraft makes itself, behind a trait with an in-memory fake.
+//! - `cri` (private): the CRI calls podgraft makes itself, behind a trait with an in-memory fake;
+//!   `tasks` (private): the one non-CRI call, killing a task a cancelled start left behind.
 //! - [`dynamic`]: dynamic containers behind the [`dynamic::Manager`] facade: [`dynamic::model`],
 //!   [`dynamic::admission`], [`dynamic::resources`], [`dynamic::registry`], [`dynamic::lifecycle`],
 //!   [`dynamic::state`], [`dynamic::events`], [`dynamic::host`], [`dynamic::probes`].
@@ -55,6 +56,7 @@ pub mod host_paths;
 pub mod logging;
 pub mod privileges;
 mod server;
+mod tasks;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod wire;

@@ -83,6 +83,13 @@ impl Lifecycle {
             match self.cri.remove_container(cid).await {
                 Err(e) if !e.is_not_found() => {
                     last = format!("{e}{stop}");
+                    // A task CRI cannot stop or delete (a start cancelled half-way): killed and
+                    // deleted through containerd's task API before the next try.
+                    if attempt > 0 {
+                        if let Err(k) = self.cri.kill_task(cid).await {
+                            last = format!("{last}; killing its task: {k}");
+                        }
+                    }
                     continue;
                 }
                 _ => {}
