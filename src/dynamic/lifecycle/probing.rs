@@ -54,3 +54,7 @@ impl Lifecycle {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "probing_tests.rs"]
+mod tests;
