@@ -67,11 +67,11 @@ pub struct Prober {
 }
 
 impl Prober {
-    pub(crate) fn new(cri: Arc<dyn Cri>, events: Arc<EventLog>, host: Arc<dyn Host>) -> Self {
+    pub fn new(cri: Arc<dyn Cri>, events: Arc<EventLog>, host: Arc<dyn Host>) -> Self {
         Self::with_limit(cri, events, host, MAX_IN_FLIGHT)
     }
 
-    pub(crate) fn with_limit(
+    pub fn with_limit(
         cri: Arc<dyn Cri>,
         events: Arc<EventLog>,
         host: Arc<dyn Host>,
