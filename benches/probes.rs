@@ -175,6 +175,7 @@ fn spawn_probe_plane(l: &Listeners) -> (mpsc::UnboundedSender<Load>, i32) {
                     readiness_probe: readiness(handler),
                     ..Default::default()
                 },
+                running_for: Duration::ZERO,
             };
             while let Some(cmd) = rx.recv().await {
                 match cmd {

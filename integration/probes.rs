@@ -477,3 +477,53 @@ async fn grpc_readiness_follows_the_health_service() {
     server.abort();
     node.remove_pod(&sandbox).await;
 }
+
+#[tokio::test]
+async fn probes_start_over_after_podgraft_is_killed() {
+    let Some(mut node) = Node::start() else {
+        return;
+    };
+    let (pod, sandbox, _) = start_pod(
+        &node,
+        "probe-again",
+        MUTABLE,
+        "main",
+        "exec sleep 3600",
+        None,
+    )
+    .await;
+    let mut control = node.control_client().await;
+    let mut events = watch(&mut control, &pod).await;
+    let mut web = container("web", "exec sleep 3600");
+    web.readiness_probe = Some(api::Probe {
+        initial_delay_seconds: 4,
+        ..probe(exec(&["true"])).unwrap()
+    });
+    add(&mut control, &pod, vec![web]).await;
+    let added_at = Instant::now();
+    let mut seen = Vec::new();
+    wait_event(&mut events, &mut seen, "web", Type::Ready, WAIT).await;
+    assert!(
+        added_at.elapsed() >= Duration::from_millis(3500),
+        "initial delay"
+    );
+    let id = get(&mut control, &pod, "web").await.container_id;
+
+    // kill -9: probe state is runtime state; the new process probes the running container again.
+    node.kill_podgraft();
+    node.start_podgraft();
+    let restarted_at = Instant::now();
+    let mut control = node.control_client().await;
+    let mut events = watch(&mut control, &pod).await;
+    let mut seen = Vec::new();
+    let ready = wait_event(&mut events, &mut seen, "web", Type::Ready, WAIT).await;
+    assert_eq!(ready.container_id, id);
+    // The initial delay counts from the container's start, long past: no new 4 s wait.
+    assert!(
+        restarted_at.elapsed() < Duration::from_secs(3),
+        "{:?} {seen:#?}",
+        restarted_at.elapsed()
+    );
+    assert!(get(&mut control, &pod, "web").await.ready);
+    node.remove_pod(&sandbox).await;
+}

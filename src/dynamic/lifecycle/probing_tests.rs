@@ -101,6 +101,7 @@ async fn probes_run_while_an_attempt_runs_and_decide_readiness() {
         pod: added[1].pod.clone(),
         name: "plain".into(),
         spec: spec("plain", exec_probe()),
+        running_for: Duration::ZERO,
     });
     assert_eq!(probes.len(), 1);
     manager
