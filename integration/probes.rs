@@ -527,3 +527,37 @@ async fn probes_start_over_after_podgraft_is_killed() {
     assert!(get(&mut control, &pod, "web").await.ready);
     node.remove_pod(&sandbox).await;
 }
+
+#[tokio::test]
+async fn an_exec_probe_that_outlives_its_timeout_fails() {
+    let Some(node) = Node::start() else { return };
+    let (pod, sandbox, _) = start_pod(
+        &node,
+        "probe-slow",
+        MUTABLE,
+        "main",
+        "exec sleep 3600",
+        None,
+    )
+    .await;
+    let mut control = node.control_client().await;
+    let mut events = watch(&mut control, &pod).await;
+    let mut hung = container("hung", "exec sleep 3600");
+    hung.liveness_probe = Some(api::Probe {
+        termination_grace_period_seconds: Some(0),
+        ..probe(exec(&["sleep", "30"])).unwrap()
+    });
+    add(&mut control, &pod, vec![hung]).await;
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let failed = wait_event(&mut events, &mut seen, "hung", Type::LivenessFailed, WAIT).await;
+    assert!(failed.message.contains("timed out"), "{failed:?}");
+    // 1 s timeout (plus containerd's own answer), not the command's 30 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_event(&mut events, &mut seen, "hung", Type::Exited, WAIT).await;
+    node.remove_pod(&sandbox).await;
+}
