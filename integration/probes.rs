@@ -477,3 +477,87 @@ async fn grpc_readiness_follows_the_health_service() {
     server.abort();
     node.remove_pod(&sandbox).await;
 }
+
+#[tokio::test]
+async fn probes_start_over_after_podgraft_is_killed() {
+    let Some(mut node) = Node::start() else {
+        return;
+    };
+    let (pod, sandbox, _) = start_pod(
+        &node,
+        "probe-again",
+        MUTABLE,
+        "main",
+        "exec sleep 3600",
+        None,
+    )
+    .await;
+    let mut control = node.control_client().await;
+    let mut events = watch(&mut control, &pod).await;
+    let mut web = container("web", "exec sleep 3600");
+    web.readiness_probe = Some(api::Probe {
+        initial_delay_seconds: 4,
+        ..probe(exec(&["true"])).unwrap()
+    });
+    add(&mut control, &pod, vec![web]).await;
+    let added_at = Instant::now();
+    let mut seen = Vec::new();
+    wait_event(&mut events, &mut seen, "web", Type::Ready, WAIT).await;
+    assert!(
+        added_at.elapsed() >= Duration::from_millis(3500),
+        "initial delay"
+    );
+    let id = get(&mut control, &pod, "web").await.container_id;
+
+    // kill -9: probe state is runtime state; the new process probes the running container again.
+    node.kill_podgraft();
+    node.start_podgraft();
+    let restarted_at = Instant::now();
+    let mut control = node.control_client().await;
+    let mut events = watch(&mut control, &pod).await;
+    let mut seen = Vec::new();
+    let ready = wait_event(&mut events, &mut seen, "web", Type::Ready, WAIT).await;
+    assert_eq!(ready.container_id, id);
+    // The initial delay counts from the container's start, long past: no new 4 s wait.
+    assert!(
+        restarted_at.elapsed() < Duration::from_secs(3),
+        "{:?} {seen:#?}",
+        restarted_at.elapsed()
+    );
+    assert!(get(&mut control, &pod, "web").await.ready);
+    node.remove_pod(&sandbox).await;
+}
+
+#[tokio::test]
+async fn an_exec_probe_that_outlives_its_timeout_fails() {
+    let Some(node) = Node::start() else { return };
+    let (pod, sandbox, _) = start_pod(
+        &node,
+        "probe-slow",
+        MUTABLE,
+        "main",
+        "exec sleep 3600",
+        None,
+    )
+    .await;
+    let mut control = node.control_client().await;
+    let mut events = watch(&mut control, &pod).await;
+    let mut hung = container("hung", "exec sleep 3600");
+    hung.liveness_probe = Some(api::Probe {
+        termination_grace_period_seconds: Some(0),
+        ..probe(exec(&["sleep", "30"])).unwrap()
+    });
+    add(&mut control, &pod, vec![hung]).await;
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let failed = wait_event(&mut events, &mut seen, "hung", Type::LivenessFailed, WAIT).await;
+    assert!(failed.message.contains("timed out"), "{failed:?}");
+    // 1 s timeout (plus containerd's own answer), not the command's 30 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_event(&mut events, &mut seen, "hung", Type::Exited, WAIT).await;
+    node.remove_pod(&sandbox).await;
+}

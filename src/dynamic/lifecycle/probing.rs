@@ -1,6 +1,8 @@
 //! Where lifecycle meets the probe engine: probes start when an attempt starts (add, restart,
 //! found running at load) and stop when it exits or goes; readiness and startup as reported.
 
+use std::time::Duration;
+
 use k8s_cri::v1 as cri;
 
 use super::{Lifecycle, name_of};
@@ -16,6 +18,7 @@ impl Lifecycle {
             pod: pod.clone(),
             name: name.to_string(),
             spec: spec.clone(),
+            running_for: Duration::ZERO,
         });
     }
 
@@ -33,8 +36,19 @@ impl Lifecycle {
         ) else {
             return;
         };
-        let pod = PodId::new(&c.pod_sandbox_id, &sandbox.config());
-        self.start_probes(&pod, name_of(c), &c.id, &spec);
+        // Initial delays count from the attempt's start (created and started within moments).
+        let running_for = self
+            .host
+            .now_unix_nanos()
+            .saturating_sub(c.created_at)
+            .max(0);
+        self.probes.start(Target {
+            container_id: c.id.clone(),
+            pod: PodId::new(&c.pod_sandbox_id, &sandbox.config()),
+            name: name_of(c).to_string(),
+            spec,
+            running_for: Duration::from_nanos(running_for as u64),
+        });
     }
 
     /// (ready, started) of a container: as its probes say while they run; a running container
@@ -54,3 +68,7 @@ impl Lifecycle {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "probing_tests.rs"]
+mod tests;

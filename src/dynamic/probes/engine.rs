@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{Notify, OnceCell, Semaphore};
 use tokio::task::AbortHandle;
@@ -34,6 +35,9 @@ pub struct Target {
     pub pod: PodId,
     pub name: String,
     pub spec: ContainerSpec,
+    /// How long the attempt has run already: initial delays count from its start, as the
+    /// kubelet's do (zero for an attempt that has just started).
+    pub running_for: Duration,
 }
 
 /// What the probe tasks share.
@@ -67,11 +71,11 @@ pub struct Prober {
 }
 
 impl Prober {
-    pub(crate) fn new(cri: Arc<dyn Cri>, events: Arc<EventLog>, host: Arc<dyn Host>) -> Self {
+    pub fn new(cri: Arc<dyn Cri>, events: Arc<EventLog>, host: Arc<dyn Host>) -> Self {
         Self::with_limit(cri, events, host, MAX_IN_FLIGHT)
     }
 
-    pub(crate) fn with_limit(
+    pub fn with_limit(
         cri: Arc<dyn Cri>,
         events: Arc<EventLog>,
         host: Arc<dyn Host>,
@@ -97,7 +101,11 @@ impl Prober {
     /// same container are replaced). A container without probes gets no task.
     pub fn start(&self, target: Target) {
         let cid = target.container_id.clone();
-        let probes = ContainerProbes::new(&target.spec, self.engine.host.monotonic());
+        let probes = ContainerProbes::new(
+            &target.spec,
+            self.engine.host.monotonic(),
+            target.running_for,
+        );
         let kinds: Vec<Kind> = Kind::ALL.into_iter().filter(|k| probes.has(*k)).collect();
         if kinds.is_empty() {
             self.stop(&cid);

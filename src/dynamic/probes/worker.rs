@@ -118,14 +118,15 @@ pub struct ContainerProbes {
 }
 
 impl ContainerProbes {
-    /// The probes of `spec` for a container that started at `started_at`.
-    pub fn new(spec: &ContainerSpec, started_at: Duration) -> Self {
+    /// The probes of `spec` at `now`, for a container that has run for `running_for` already
+    /// (initial delays count from its start; the clock may not reach back that far).
+    pub fn new(spec: &ContainerSpec, now: Duration, running_for: Duration) -> Self {
         let worker = |p: &Option<Probe>| {
             p.as_ref().map(|p| {
                 let timing = Timing::of(p);
                 Worker {
                     timing,
-                    next: started_at + timing.initial_delay,
+                    next: now + timing.initial_delay.saturating_sub(running_for),
                     last: None,
                     run: 0,
                     on_hold: false,

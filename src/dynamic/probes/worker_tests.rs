@@ -75,7 +75,7 @@ fn zeros_take_the_kubernetes_defaults() {
 
 #[test]
 fn without_probes_a_running_container_is_started_and_ready() {
-    let cp = ContainerProbes::new(&ContainerSpec::default(), S(0));
+    let cp = ContainerProbes::new(&ContainerSpec::default(), S(0), S(0));
     assert!(cp.started() && cp.ready());
     assert!(Kind::ALL.iter().all(|k| cp.due(*k).is_none()));
 }
@@ -87,7 +87,7 @@ fn readiness_starts_false_and_follows_its_thresholds() {
         readiness_probe: Some(probe(3, 2, 2, 3)),
         ..Default::default()
     };
-    let mut cp = ContainerProbes::new(&spec, host.monotonic());
+    let mut cp = ContainerProbes::new(&spec, host.monotonic(), Duration::ZERO);
     assert!(cp.started() && !cp.ready());
     assert_eq!(cp.due(Kind::Readiness), Some(host.monotonic() + S(3)));
     // Succeeds until t=12, fails until t=20, then succeeds again.
@@ -117,7 +117,7 @@ fn unknown_results_change_nothing_and_break_no_run() {
         liveness_probe: Some(probe(0, 1, 1, 3)),
         ..Default::default()
     };
-    let mut cp = ContainerProbes::new(&spec, host.monotonic());
+    let mut cp = ContainerProbes::new(&spec, host.monotonic(), Duration::ZERO);
     // Failure, unknown (containerd away), failure, unknown, failure: the third failure kills.
     let seen = drive(&host, &mut cp, 10, |_, t| {
         if t % 2 == 1 {
@@ -140,7 +140,7 @@ fn liveness_kills_after_failure_threshold_in_a_row() {
         liveness_probe: Some(probe(2, 1, 1, 3)),
         ..Default::default()
     };
-    let mut cp = ContainerProbes::new(&spec, host.monotonic());
+    let mut cp = ContainerProbes::new(&spec, host.monotonic(), Duration::ZERO);
     // One success between failures resets the run.
     let seen = drive(&host, &mut cp, 20, |_, t| {
         if t == 4 || t >= 7 {
@@ -161,7 +161,7 @@ fn the_startup_probe_gates_liveness_and_readiness() {
         readiness_probe: Some(probe(0, 5, 1, 1)),
         ..Default::default()
     };
-    let mut cp = ContainerProbes::new(&spec, host.monotonic());
+    let mut cp = ContainerProbes::new(&spec, host.monotonic(), Duration::ZERO);
     assert!(!cp.started() && !cp.ready());
     assert_eq!(cp.due(Kind::Liveness), None);
     assert_eq!(cp.due(Kind::Readiness), None);
@@ -196,7 +196,7 @@ fn a_startup_probe_that_never_passes_kills() {
         startup_probe: Some(probe(1, 2, 1, 3)),
         ..Default::default()
     };
-    let mut cp = ContainerProbes::new(&spec, host.monotonic());
+    let mut cp = ContainerProbes::new(&spec, host.monotonic(), Duration::ZERO);
     let seen = drive(&host, &mut cp, 30, |_, _| Outcome::Failure);
     // Probes at 1, 3, 5: the third failure kills; nothing more runs.
     assert_eq!(seen, [(5, Transition::Kill(Kind::Startup))]);
@@ -210,7 +210,7 @@ fn without_a_readiness_probe_ready_follows_startup() {
         startup_probe: Some(probe(0, 1, 2, 3)),
         ..Default::default()
     };
-    let mut cp = ContainerProbes::new(&spec, host.monotonic());
+    let mut cp = ContainerProbes::new(&spec, host.monotonic(), Duration::ZERO);
     let seen = drive(&host, &mut cp, 10, |_, _| Outcome::Success);
     assert_eq!(
         seen,
@@ -225,11 +225,25 @@ fn a_probe_that_overran_its_period_is_followed_at_once() {
         readiness_probe: Some(probe(0, 2, 1, 1)),
         ..Default::default()
     };
-    let mut cp = ContainerProbes::new(&spec, host.monotonic());
+    let mut cp = ContainerProbes::new(&spec, host.monotonic(), Duration::ZERO);
     let t0 = host.monotonic();
     host.advance(S(5));
     cp.record(Kind::Readiness, host.monotonic(), Outcome::Success);
     assert_eq!(cp.due(Kind::Readiness), Some(t0 + S(5)));
     cp.record(Kind::Readiness, host.monotonic(), Outcome::Success);
     assert_eq!(cp.due(Kind::Readiness), Some(t0 + S(7)));
+}
+
+#[test]
+fn initial_delays_count_from_the_containers_start() {
+    // Found running for 3 s (say, after a podgraft restart): 2 s of the 5 s delay are left; a
+    // container running longer than its delay is probed at once.
+    let spec = ContainerSpec {
+        readiness_probe: Some(probe(5, 1, 1, 1)),
+        liveness_probe: Some(probe(2, 1, 1, 1)),
+        ..Default::default()
+    };
+    let cp = ContainerProbes::new(&spec, S(1), S(3));
+    assert_eq!(cp.due(Kind::Readiness), Some(S(3)));
+    assert_eq!(cp.due(Kind::Liveness), Some(S(1)));
 }
