@@ -8,6 +8,7 @@ mod grpc_go;
 mod harness;
 mod hiding_stress;
 mod host_paths;
+mod observe;
 mod pod;
 mod registry;
 mod relay_flow;

@@ -241,6 +241,15 @@ async fn start_plane(
                 let stopped = |mut rx: watch::Receiver<bool>| async move {
                     let _ = rx.wait_for(|s| *s).await;
                 };
+                // Metrics and health (src/metrics), on this runtime: never the relay's thread.
+                if let Some(addr) = settings.metrics_listen {
+                    let health = crate::metrics::http::Health {
+                        sockets: vec![settings.listen.clone(), settings.control_listen.clone()],
+                        runtime_endpoint: settings.runtime_endpoint.clone(),
+                    };
+                    let stop = stopped(stop.clone());
+                    crate::metrics::http::spawn(addr, manager.clone(), health, stop);
+                }
                 let background = {
                     let manager = manager.clone();
                     let rx = stop.clone();

@@ -58,6 +58,7 @@ impl ControlService {
         };
         let scope = self.policy.scope(caller, verb);
         let denied = |where_: String| {
+            crate::metrics::authorization_denied(verb.name());
             Status::permission_denied(format!(
                 "{caller} may not {} {where_}: no [[access]] rule grants it",
                 verb.name()
@@ -154,6 +155,13 @@ fn audited(call: &'static str, caller: Option<Caller>, pod: &PodSelector) -> Aud
     }
 }
 
+/// The status code a manager result maps to (metrics).
+fn code_of<T>(result: &Result<T, crate::dynamic::Error>) -> Code {
+    result
+        .as_ref()
+        .map_or_else(|e| Status::from(e.clone()).code(), |_| Code::Ok)
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<api::Event, Status>> + Send>>;
 
 /// Runs a mutating call to its end even if the client goes away (a cancelled call or an expired
@@ -189,7 +197,10 @@ impl Control for ControlService {
         let this = self.clone();
         let added = detached(async move {
             this.audited(a, Verb::Mutate, Some(&pod), async {
-                Ok(this.manager.add(&pod, specs).await?)
+                let started = Instant::now();
+                let added = this.manager.add(&pod, specs).await;
+                crate::metrics::add_finished(code_of(&added), started.elapsed());
+                Ok(added?)
             })
             .await
         })
@@ -213,10 +224,13 @@ impl Control for ControlService {
         let this = self.clone();
         let removed = detached(async move {
             this.audited(a, Verb::Mutate, Some(&pod), async {
-                Ok(this
+                let started = Instant::now();
+                let removed = this
                     .manager
                     .remove(&pod, &req.names, req.grace_period_seconds)
-                    .await?)
+                    .await;
+                crate::metrics::remove_finished(code_of(&removed), started.elapsed());
+                Ok(removed?)
             })
             .await
         })
