@@ -273,6 +273,26 @@ async fn metrics_health_and_selectors_on_a_real_node() {
     // Only methods that were called have series.
     assert!(!text.contains("v1alpha2"), "{text}");
 
+    // `podgraft status`: GetStatus through the CLI, with the refused add as the last error.
+    let (code, out, err) = node.cli(&["-o", "json", "status"]);
+    assert_eq!(code, 0, "{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).expect(&out);
+    assert_eq!(st["containerd_reachable"], true, "{st}");
+    assert_eq!(st["state_loaded"], true, "{st}");
+    assert_eq!(st["mutable_handlers"], serde_json::json!([MUTABLE]), "{st}");
+    assert_eq!(st["containers_by_state"]["running"], 2, "{st}");
+    let last = st["recent_errors"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["call"], "AddContainers", "{st}");
+    assert_eq!(last["code"], "AlreadyExists", "{st}");
+    let (code, out, _) = node.cli(&["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("containerd reachable  yes"), "{out}");
+
     // `ls --selector` filters on the dynamic containers' labels.
     let (code, out, err) = node.cli(&["ls", "-l", "team=blue"]);
     assert_eq!(code, 0, "{err}");

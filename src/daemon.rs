@@ -260,7 +260,9 @@ async fn start_plane(
                 };
                 // Requests are small (at most 32 container specs, each bounded): 4 MiB is
                 // ample and bounds what a caller can make podgraft buffer.
-                let service = ControlService::new(manager, settings.access.clone(), audit);
+                let status = Arc::new(crate::control::StatusInfo::new(&settings));
+                let service = ControlService::new(manager, settings.access.clone(), audit)
+                    .with_status(status);
                 let server = |service: ControlService| {
                     crate::api::control_server::ControlServer::new(service)
                         .max_decoding_message_size(CONTROL_MAX_REQUEST_BYTES)

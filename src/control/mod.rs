@@ -7,8 +7,10 @@ pub mod audit;
 pub mod auth;
 pub mod convert;
 mod service;
+mod status;
 
 pub use service::ControlService;
+pub use status::StatusInfo;
 
 use tonic::Status;
 

@@ -22,6 +22,8 @@ pub struct ControlService {
     manager: Arc<Manager>,
     policy: Policy,
     audit: Arc<AuditLog>,
+    /// For GetStatus (and the failures it reports); without it GetStatus is UNIMPLEMENTED.
+    status: Option<Arc<super::StatusInfo>>,
 }
 
 /// One call on its way to the audit trail.
@@ -40,7 +42,14 @@ impl ControlService {
             manager,
             policy,
             audit,
+            status: None,
         }
+    }
+
+    /// Serves GetStatus with `info`, which also remembers the failed calls.
+    pub fn with_status(mut self, info: Arc<super::StatusInfo>) -> Self {
+        self.status = Some(info);
+        self
     }
 
     /// Where the caller may do `verb`; for a call on one pod, refuses unless that pod's namespace
@@ -79,6 +88,9 @@ impl ControlService {
     }
 
     fn record(&self, a: Audited, status: Option<&Status>, denied: bool) {
+        if let (Some(info), Some(s)) = (&self.status, status) {
+            info.failed(a.call, s);
+        }
         let (decision, code, reason) = match status {
             None => ("allowed", Code::Ok, String::new()),
             Some(s) => (
@@ -290,6 +302,19 @@ impl Control for ControlService {
             stderr: out.stderr,
             exit_code: out.exit_code,
         }))
+    }
+
+    async fn get_status(
+        &self,
+        req: Request<api::GetStatusRequest>,
+    ) -> Result<Response<api::NodeStatus>, Status> {
+        self.read("GetStatus", auth::caller(&req), None).await?;
+        let Some(info) = &self.status else {
+            return Err(Status::unimplemented(
+                "this server does not report its status",
+            ));
+        };
+        Ok(Response::new(info.status(&self.manager).await))
     }
 
     type WatchEventsStream = EventStream;
