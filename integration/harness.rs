@@ -109,7 +109,12 @@ impl Node {
         );
         // The test node's timings, unless the test's extra config sets the key itself: TOML
         // refuses a key given twice.
-        for (key, value) in [("poll_interval_ms", "200"), ("pod_stop_grace_seconds", "2")] {
+        // Nodes run in parallel: no metrics listener unless a test asks for one on its own port.
+        for (key, value) in [
+            ("poll_interval_ms", "200"),
+            ("pod_stop_grace_seconds", "2"),
+            ("metrics_listen", "\"off\""),
+        ] {
             if !self
                 .extra_config
                 .lines()

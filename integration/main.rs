@@ -10,6 +10,7 @@ mod grpc_go;
 mod harness;
 mod hiding_stress;
 mod host_paths;
+mod observe;
 mod pod;
 mod probes;
 mod registry;

@@ -92,6 +92,8 @@ pub struct Config {
     pub audit_log: String,
     /// Log lines as "text" or "json".
     pub log_format: String,
+    /// The HTTP listener of /metrics, /healthz and /readyz (`host:port`; "" or "off": none).
+    pub metrics_listen: String,
 }
 
 impl Default for Config {
@@ -125,6 +127,7 @@ impl Default for Config {
             access: Vec::new(),
             audit_log: "stderr".into(),
             log_format: "text".into(),
+            metrics_listen: "127.0.0.1:9464".into(),
         }
     }
 }
@@ -175,6 +178,7 @@ pub struct Settings {
     pub access: crate::control::auth::Policy,
     pub audit: crate::control::audit::AuditSink,
     pub log_format: crate::logging::LogFormat,
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -351,6 +355,15 @@ impl Config {
             .log_format
             .parse()
             .map_err(|reason| invalid("log_format", reason))?;
+        let metrics_listen = match self.metrics_listen.as_str() {
+            "" | "off" => None,
+            addr => Some(addr.parse().map_err(|_| {
+                invalid(
+                    "metrics_listen",
+                    format!("{addr:?} is not host:port (or \"off\")"),
+                )
+            })?),
+        };
         let image_endpoint = match self.image_endpoint.as_str() {
             "" => None,
             s => Some(socket_path("image_endpoint", s)?),
@@ -383,6 +396,7 @@ impl Config {
             access,
             audit,
             log_format,
+            metrics_listen,
         })
     }
 }
@@ -433,6 +447,11 @@ mod tests {
         assert_eq!(s.socket_mode, 0o660);
         assert_eq!(s.max_message_bytes, 16 << 20);
         assert_eq!(s.image_endpoint, None);
+        assert_eq!(s.metrics_listen, Some(([127, 0, 0, 1], 9464).into()));
+        assert_eq!(
+            settle("metrics_listen = \"off\"").unwrap().metrics_listen,
+            None
+        );
     }
 
     #[test]
@@ -478,6 +497,7 @@ mod tests {
             ("cgroup_root = \"sys\"", "cgroup_root"),
             ("socket_group = \"no-such-group-here\"", "socket_group"),
             ("log_format = \"xml\"", "log_format"),
+            ("metrics_listen = \"localhost\"", "metrics_listen"),
         ] {
             let err = settle(text).unwrap_err().to_string();
             assert!(err.starts_with(key), "{text}: {err}");

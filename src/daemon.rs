@@ -241,6 +241,15 @@ async fn start_plane(
                 let stopped = |mut rx: watch::Receiver<bool>| async move {
                     let _ = rx.wait_for(|s| *s).await;
                 };
+                // Metrics and health (src/metrics), on this runtime: never the relay's thread.
+                if let Some(addr) = settings.metrics_listen {
+                    let health = crate::metrics::http::Health {
+                        sockets: vec![settings.listen.clone(), settings.control_listen.clone()],
+                        runtime_endpoint: settings.runtime_endpoint.clone(),
+                    };
+                    let stop = stopped(stop.clone());
+                    crate::metrics::http::spawn(addr, manager.clone(), health, stop);
+                }
                 let background = {
                     let manager = manager.clone();
                     let rx = stop.clone();
@@ -251,7 +260,9 @@ async fn start_plane(
                 };
                 // Requests are small (at most 32 container specs, each bounded): 4 MiB is
                 // ample and bounds what a caller can make podgraft buffer.
-                let service = ControlService::new(manager, settings.access.clone(), audit);
+                let status = Arc::new(crate::control::StatusInfo::new(&settings));
+                let service = ControlService::new(manager, settings.access.clone(), audit)
+                    .with_status(status);
                 let server = |service: ControlService| {
                     crate::api::control_server::ControlServer::new(service)
                         .max_decoding_message_size(CONTROL_MAX_REQUEST_BYTES)

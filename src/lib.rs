@@ -23,6 +23,8 @@
 //!   - `server::listener`: Unix socket set-up; `server::metrics`: the logging/metrics observer;
 //!   - `server::hide`: the interceptors that hide dynamic containers and follow pod lifecycles.
 //! - [`logging`]: the log subscriber (text or JSON, `log_format`).
+//! - [`metrics`]: Prometheus metrics and the /healthz, /readyz endpoints (`metrics_listen`), and
+//!   the functions the rest of podgraft records with.
 //! - [`privileges`]: the capabilities podgraft keeps, everything else dropped at start.
 //! - [`host_paths`]: the guard that keeps tests and benchmarks off the host's podgraft paths.
 //! - `cri` (private): the CRI calls podgraft makes itself, behind a trait with an in-memory fake;
@@ -54,6 +56,7 @@ pub mod fault;
 pub mod fuzzing;
 pub mod host_paths;
 pub mod logging;
+pub mod metrics;
 pub mod privileges;
 mod server;
 mod tasks;

@@ -169,6 +169,14 @@ pub async fn run_client(
                 );
             }
         }
+        Command::Status => {
+            let s = client
+                .get_status(api::GetStatusRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
+            print(render(format, &s, super::status::render));
+        }
         Command::Get { pod, name } => {
             let c = get_container(&mut client, pod, name).await?;
             print(render(format, &c, output::container));

@@ -6,6 +6,7 @@ mod generate;
 mod ls;
 mod output;
 mod spec;
+mod status;
 
 use std::path::PathBuf;
 
@@ -151,6 +152,8 @@ pub enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Show podgraft's own state: version, backend, mutable handlers, counts, health, last errors.
+    Status,
     /// Print a shell completion script (e.g. `podgraft completions bash > /etc/bash_completion.d/podgraft`).
     Completions {
         #[arg(value_enum)]

@@ -8,8 +8,10 @@ pub mod auth;
 pub mod convert;
 pub mod peer;
 mod service;
+mod status;
 
 pub use service::ControlService;
+pub use status::StatusInfo;
 
 use tonic::Status;
 

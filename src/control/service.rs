@@ -22,6 +22,8 @@ pub struct ControlService {
     manager: Arc<Manager>,
     policy: Policy,
     audit: Arc<AuditLog>,
+    /// For GetStatus (and the failures it reports); without it GetStatus is UNIMPLEMENTED.
+    status: Option<Arc<super::StatusInfo>>,
 }
 
 /// One call on its way to the audit trail.
@@ -40,7 +42,14 @@ impl ControlService {
             manager,
             policy,
             audit,
+            status: None,
         }
+    }
+
+    /// Serves GetStatus with `info`, which also remembers the failed calls.
+    pub fn with_status(mut self, info: Arc<super::StatusInfo>) -> Self {
+        self.status = Some(info);
+        self
     }
 
     /// Where the caller may do `verb`; for a call on one pod, refuses unless that pod's namespace
@@ -58,6 +67,7 @@ impl ControlService {
         };
         let scope = self.policy.scope(caller, verb);
         let denied = |where_: String| {
+            crate::metrics::authorization_denied(verb.name());
             Status::permission_denied(format!(
                 "{caller} may not {} {where_}: no [[access]] rule grants it",
                 verb.name()
@@ -87,6 +97,9 @@ impl ControlService {
     }
 
     fn record(&self, a: Audited, status: Option<&Status>, denied: bool) {
+        if let (Some(info), Some(s)) = (&self.status, status) {
+            info.failed(a.call, s);
+        }
         let (decision, code, reason) = match status {
             None => ("allowed", Code::Ok, String::new()),
             Some(s) => (
@@ -163,6 +176,13 @@ fn audited(call: &'static str, caller: Option<Caller>, pod: &PodSelector) -> Aud
     }
 }
 
+/// The status code a manager result maps to (metrics).
+fn code_of<T>(result: &Result<T, crate::dynamic::Error>) -> Code {
+    result
+        .as_ref()
+        .map_or_else(|e| Status::from(e.clone()).code(), |_| Code::Ok)
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<api::Event, Status>> + Send>>;
 
 /// Runs a mutating call to its end even if the client goes away (a cancelled call or an expired
@@ -198,7 +218,10 @@ impl Control for ControlService {
         let this = self.clone();
         let added = detached(async move {
             this.audited(a, Verb::Mutate, Some(&pod), async {
-                Ok(this.manager.add(&pod, specs).await?)
+                let started = Instant::now();
+                let added = this.manager.add(&pod, specs).await;
+                crate::metrics::add_finished(code_of(&added), started.elapsed());
+                Ok(added?)
             })
             .await
         })
@@ -222,10 +245,13 @@ impl Control for ControlService {
         let this = self.clone();
         let removed = detached(async move {
             this.audited(a, Verb::Mutate, Some(&pod), async {
-                Ok(this
+                let started = Instant::now();
+                let removed = this
                     .manager
                     .remove(&pod, &req.names, req.grace_period_seconds)
-                    .await?)
+                    .await;
+                crate::metrics::remove_finished(code_of(&removed), started.elapsed());
+                Ok(removed?)
             })
             .await
         })
@@ -285,6 +311,19 @@ impl Control for ControlService {
             stderr: out.stderr,
             exit_code: out.exit_code,
         }))
+    }
+
+    async fn get_status(
+        &self,
+        req: Request<api::GetStatusRequest>,
+    ) -> Result<Response<api::NodeStatus>, Status> {
+        self.read("GetStatus", auth::caller(&req), None).await?;
+        let Some(info) = &self.status else {
+            return Err(Status::unimplemented(
+                "this server does not report its status",
+            ));
+        };
+        Ok(Response::new(info.status(&self.manager).await))
     }
 
     type WatchEventsStream = EventStream;

@@ -141,6 +141,25 @@ impl Manager {
         }
     }
 
+    // --- Operability (metrics, status): cheap, synchronous reads of in-memory state.
+
+    /// Known dynamic containers per state.
+    pub fn counts_by_state(&self) -> Vec<(model::ContainerState, usize)> {
+        self.registry.counts_by_state()
+    }
+
+    /// Whether state has been loaded from containerd since the start.
+    pub fn is_loaded(&self) -> bool {
+        self.registry.is_loaded()
+    }
+
+    /// What dynamic containers add to all pods' cgroups together.
+    pub fn node_growth(&self) -> crate::cgroup::Growth {
+        self.lifecycle.ledger.node_growth()
+    }
+
+    // --- end of operability reads
+
     pub fn store(&self) -> &SandboxStore {
         &self.lifecycle.store
     }

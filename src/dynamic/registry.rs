@@ -237,6 +237,18 @@ impl Registry {
         inner.containers.len() + inner.in_flight.values().map(HashSet::len).sum::<usize>()
     }
 
+    /// Operability (metrics, status): known dynamic containers per state.
+    pub fn counts_by_state(&self) -> Vec<(ContainerState, usize)> {
+        let mut counts: Vec<(ContainerState, usize)> = Vec::new();
+        for (entry, _) in self.lock().containers.values() {
+            match counts.iter_mut().find(|(s, _)| *s == entry.state) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((entry.state, 1)),
+            }
+        }
+        counts
+    }
+
     pub fn contains(&self, id: &str) -> bool {
         self.lock().containers.contains_key(id)
     }

@@ -72,6 +72,7 @@ impl CallObserver for Metrics {
             response_bytes = call.response_bytes,
             "relayed"
         );
+        crate::metrics::cri_call(call.method, call.code, call.elapsed);
         let mut methods = self.lock();
         // Method paths come from clients: past a bound, new ones are counted together so that a
         // stream of made-up paths cannot grow this map without limit.

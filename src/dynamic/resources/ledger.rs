@@ -159,6 +159,11 @@ impl Ledger {
             .map_or_else(Growth::default, |p| total(p.values()))
     }
 
+    /// Operability (metrics): what dynamic containers add to all pods together.
+    pub fn node_growth(&self) -> Growth {
+        total(self.lock().values().flat_map(|p| p.values()))
+    }
+
     pub fn clear(&self) {
         self.lock().clear();
     }
