@@ -21,6 +21,7 @@ pub mod restart;
 pub mod stored_spec;
 mod supervisor;
 mod teardown;
+pub mod termination;
 pub mod translate;
 
 use std::sync::Arc;
@@ -145,7 +146,20 @@ impl Lifecycle {
     }
 
     fn emit(&self, kind: EventKind, pod: &PodId, name: &str, cid: &str, message: &str) {
+        self.emit_reason(kind, pod, name, cid, "", message);
+    }
+
+    fn emit_reason(
+        &self,
+        kind: EventKind,
+        pod: &PodId,
+        name: &str,
+        cid: &str,
+        reason: &str,
+        message: &str,
+    ) {
         self.events.emit(Event {
+            reason: reason.to_string(),
             kind,
             pod: Some(pod.clone()),
             name: name.to_string(),
@@ -156,5 +170,7 @@ impl Lifecycle {
     }
 }
 
+#[cfg(test)]
+mod termination_tests;
 #[cfg(test)]
 mod tests;

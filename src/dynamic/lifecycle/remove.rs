@@ -56,6 +56,7 @@ impl Lifecycle {
             if let Err(e) = self.store.remember_removed(&sandbox, &name).await {
                 tracing::warn!(error = %e, "could not persist removed name");
             }
+            self.remove_termination_files(&id, Some(&name)).await;
             self.emit(EventKind::Removed, &pod, &name, &cid, "");
             removed.push(name);
         }
