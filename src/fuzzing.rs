@@ -466,7 +466,6 @@ fn facts(security: PodSecurity, qos: Qos) -> PodFacts {
         qos,
         names: TakenNames {
             containers: ["main".to_string()].into(),
-            removed: ["old".to_string()].into(),
             in_flight: ["busy".to_string()].into(),
         },
         mounts: vec![

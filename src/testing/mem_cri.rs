@@ -202,6 +202,19 @@ impl MemCri {
         }
     }
 
+    /// Sets a sandbox's state, or drops it (`None`) as a removal behind podgraft's back would.
+    pub fn set_sandbox_state(&self, id: &str, state: Option<cri::PodSandboxState>) {
+        let mut st = self.state();
+        match state {
+            Some(state) => {
+                for s in st.sandboxes.iter_mut().filter(|s| s.id == id) {
+                    s.state = state as i32;
+                }
+            }
+            None => st.sandboxes.retain(|s| s.id != id),
+        }
+    }
+
     /// Where containerd would say the container's log is.
     pub fn set_log_path(&self, id: &str, path: &str) {
         for c in self.state().containers.iter_mut().filter(|c| c.id == id) {

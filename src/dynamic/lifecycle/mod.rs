@@ -13,9 +13,11 @@
 
 mod add;
 mod chain;
+pub mod gc;
 mod load;
 mod queries;
 mod remove;
+mod removed;
 mod resolve;
 pub mod restart;
 pub mod stored_spec;
@@ -47,6 +49,8 @@ pub(crate) struct LifecycleSettings {
     pub memory_capacity: i64,
     /// How many dynamic containers a pod and the node may have.
     pub limits: crate::dynamic::admission::Limits,
+    /// How long exited containers that will not restart stay before they are collected.
+    pub gc_exited_after: Duration,
 }
 
 /// The components lifecycle code works with; each owns its own state.
@@ -61,6 +65,7 @@ pub(crate) struct Lifecycle {
     pub specs: stored_spec::SpecCodec,
     pub host: Arc<dyn Host>,
     pub settings: LifecycleSettings,
+    pub gc: gc::GcState,
 }
 
 /// The CRI filter for dynamic containers, of one sandbox or all.
@@ -170,6 +175,8 @@ impl Lifecycle {
     }
 }
 
+#[cfg(test)]
+mod gc_tests;
 #[cfg(test)]
 mod termination_tests;
 #[cfg(test)]

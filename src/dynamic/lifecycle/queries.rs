@@ -11,7 +11,7 @@ use crate::dynamic::model::{ContainerState, ContainerView, PodId, PodSelector};
 use crate::dynamic::state::Sandbox;
 
 /// The IDs of the newest attempt and of the one before it.
-fn newest_two(mut attempts: Vec<&cri::Container>) -> (&str, Option<&str>) {
+pub(super) fn newest_two(mut attempts: Vec<&cri::Container>) -> (&str, Option<&str>) {
     attempts.sort_by_key(|c| std::cmp::Reverse(c.created_at));
     (&attempts[0].id, attempts.get(1).map(|c| c.id.as_str()))
 }
@@ -49,10 +49,30 @@ impl Lifecycle {
         Ok(out)
     }
 
+    /// The kept final statuses of removed containers, of the selected pod or every mutable pod.
+    pub async fn list_removed(&self, pod: Option<&PodSelector>) -> Result<Vec<ContainerView>> {
+        let sandboxes = match pod {
+            Some(p) => vec![self.resolve(p).await?],
+            None => self.store.all(),
+        };
+        Ok(sandboxes
+            .iter()
+            .flat_map(|s| self.removed_views(s))
+            .collect())
+    }
+
     pub async fn get(&self, pod: &PodSelector, name: &str) -> Result<ContainerView> {
         let sandbox = self.resolve(pod).await?;
         let found = self.find(&sandbox.id(), name).await?;
         if found.is_empty() {
+            // No live container of that name: its kept final status, if any.
+            if let Some(kept) = self
+                .removed_views(&sandbox)
+                .into_iter()
+                .find(|v| v.name == name)
+            {
+                return Ok(kept);
+            }
             return Err(Error::NotFound(format!(
                 "name: no dynamic container {name:?} in sandbox {}",
                 sandbox.id()
@@ -89,7 +109,7 @@ impl Lifecycle {
     }
 
     /// The view of attempt `cid`, with how attempt `previous` ended as its last state.
-    async fn describe_attempt(
+    pub(super) async fn describe_attempt(
         &self,
         sandbox: &Sandbox,
         cid: &str,

@@ -95,6 +95,7 @@ impl Lifecycle {
                         tracing::debug!(error = %e, "dynamic container poll failed");
                     }
                     self.restart_due().await;
+                    self.collect_garbage().await;
                 }
                 _ = reconcile.tick() => self.cgroups.reconcile().await,
                 () = &mut shutdown => return,
