@@ -3,6 +3,7 @@
 mod access;
 mod clients;
 mod dynamic;
+mod gc;
 mod growth;
 mod grpc_go;
 mod harness;

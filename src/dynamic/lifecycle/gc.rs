@@ -47,6 +47,8 @@ pub struct Sweep {
     pub orphaned: Vec<String>,
     pub unknown: Vec<String>,
     pub adopted: Vec<String>,
+    /// Pods containerd no longer has.
+    pub forgotten: Vec<String>,
 }
 
 impl Lifecycle {
@@ -153,15 +155,21 @@ impl Lifecycle {
                 self.collect_stray(c, reason).await;
             }
         }
-        // Pods containerd no longer has: forget them (their kept statuses go with them).
-        let gone: HashSet<&str> = containers
-            .iter()
-            .map(|c| c.pod_sandbox_id.as_str())
-            .filter(|s| !existing.contains(s))
-            .collect();
-        for sid in gone {
-            if self.store.get(sid).is_some() {
-                self.forget_pod(sid).await;
+        // Pods removed behind podgraft's back (containerd removes their containers with them):
+        // forgotten, with their reservations and kept statuses. A sandbox recorded after the
+        // listing was taken is not in it, so containerd is asked before anything is forgotten.
+        for sandbox in self.store.all() {
+            let sid = sandbox.id();
+            if existing.contains(sid.as_str()) {
+                continue;
+            }
+            match self.cri.pod_sandbox_status(&sid, false).await {
+                Err(e) if e.is_not_found() => {
+                    tracing::info!(sandbox = %sid, "forgetting a pod containerd no longer has");
+                    self.forget_pod(&sid).await;
+                    sweep.forgotten.push(sid);
+                }
+                _ => {}
             }
         }
         sweep

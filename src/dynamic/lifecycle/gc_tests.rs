@@ -183,7 +183,9 @@ async fn orphans_of_stopped_or_vanished_pods_are_collected() {
     fx.cri.set_sandbox_state("sb", None);
     let sweep = fx.manager.collect_garbage().await;
     assert_eq!(sweep.orphaned.len(), 1);
+    assert_eq!(sweep.forgotten, ["sb"]);
     assert!(fx.manager.store().get("sb").is_none());
+    assert!(!fx.manager.lifecycle.ledger.holds("sb", "tool"));
 }
 
 #[tokio::test]
