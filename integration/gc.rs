@@ -182,6 +182,18 @@ async fn exited_containers_are_collected_shrinking_the_pod_and_their_status_surv
         .into_inner()
         .containers;
     assert_eq!(listed.len(), 2, "{listed:?}");
+    let (code, out, err) = node.cli(&["ls", &pod.name, "--removed"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("job") && out.contains("logs"), "{out}");
+    let (code, out, _) = node.cli(&["ls", &pod.name]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("job"), "{out}");
+    let (code, out, err) = node.cli(&["get", &pod.name, "job"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Removed:") && out.contains("disk full"),
+        "{out}"
+    );
     add(&node, &pod, vec![job("job", "exec sleep 3600", "8Mi")]).await;
     let live = get(&node, &pod, "job").await.unwrap();
     assert_eq!(

@@ -125,10 +125,10 @@ pub async fn run_client(
                 .containers;
             print(render(format, &added, |v| output::containers(v)));
         }
-        Command::Ls { pod } => {
+        Command::Ls { pod, removed } => {
             let req = api::ListContainersRequest {
                 pod: pod.as_ref().map(|p| p.0.clone()),
-                include_removed: false,
+                include_removed: *removed,
             };
             let list = client
                 .list_containers(req)

@@ -110,7 +110,12 @@ pub enum Command {
         command: Vec<String>,
     },
     /// List dynamic containers (of one pod, or of every mutable pod).
-    Ls { pod: Option<PodArg> },
+    Ls {
+        pod: Option<PodArg>,
+        /// Also show the kept final statuses of removed containers.
+        #[arg(long)]
+        removed: bool,
+    },
     /// Show one dynamic container.
     Get { pod: PodArg, name: String },
     /// Stop and remove dynamic containers.
