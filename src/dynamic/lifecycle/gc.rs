@@ -36,8 +36,16 @@ const COLLECT_GRACE_SECONDS: i64 = 1;
 /// What the sweeps remember between them.
 #[derive(Default)]
 pub(crate) struct GcState {
+    inner: Mutex<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
     /// Exited containers and when a sweep first saw them exited (monotonic).
-    exited_since: Mutex<HashMap<String, Duration>>,
+    exited_since: HashMap<String, Duration>,
+    /// Containers judged podgraft's (adopted if need be), with their restart policy: their
+    /// spec is decoded once, not on every sweep.
+    policies: HashMap<String, RestartPolicy>,
 }
 
 /// What one sweep found to do.
@@ -84,34 +92,44 @@ impl Lifecycle {
         let now = self.host.monotonic();
         let mut due = Vec::new();
         {
-            let mut since = self
-                .gc
-                .exited_since
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut seen = self.gc.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let Seen {
+                exited_since: since,
+                policies,
+            } = &mut *seen;
             let ids: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
             since.retain(|id, _| ids.contains(id.as_str()));
+            policies.retain(|id, _| ids.contains(id.as_str()));
             for c in &containers {
                 let sid = c.pod_sandbox_id.as_str();
                 if !ready.contains(sid) {
                     sweep.orphaned.push(c.id.clone());
                     continue;
                 }
-                let spec = c
-                    .annotations
-                    .get(SPEC_ANNOTATION)
-                    .and_then(|s| self.specs.decode(s));
-                let known = self.store.get(sid).is_some();
-                let (Some(spec), true, true) =
-                    (spec, known, c.annotations.contains_key(ADMITTED_ANNOTATION))
-                else {
+                if self.store.get(sid).is_none() {
                     sweep.unknown.push(c.id.clone());
                     continue;
-                };
-                if !self.ledger.holds(sid, &spec.name) {
-                    self.ledger.adopt(sid, &spec.name, growth_of(&spec));
-                    sweep.adopted.push(c.id.clone());
                 }
+                let policy = match policies.get(&c.id) {
+                    Some(p) => *p,
+                    None => {
+                        let spec = c
+                            .annotations
+                            .get(SPEC_ANNOTATION)
+                            .and_then(|s| self.specs.decode(s))
+                            .filter(|_| c.annotations.contains_key(ADMITTED_ANNOTATION));
+                        let Some(spec) = spec else {
+                            sweep.unknown.push(c.id.clone());
+                            continue;
+                        };
+                        if !self.ledger.holds(sid, &spec.name) {
+                            self.ledger.adopt(sid, &spec.name, growth_of(&spec));
+                            sweep.adopted.push(c.id.clone());
+                        }
+                        policies.insert(c.id.clone(), spec.restart_policy);
+                        spec.restart_policy
+                    }
+                };
                 let exited = c.state == cri::ContainerState::ContainerExited as i32;
                 let newest_attempt = newest[&(sid, name_of(c))] == c.created_at;
                 // Only exits the poller has seen (and handed to the restart policy) count.
@@ -121,13 +139,13 @@ impl Lifecycle {
                     || !newest_attempt
                     || !seen
                     || restarting
-                    || spec.restart_policy == RestartPolicy::Always
+                    || policy == RestartPolicy::Always
                 {
                     continue;
                 }
                 let first = *since.entry(c.id.clone()).or_insert(now);
                 if now.saturating_sub(first) >= self.settings.gc_exited_after {
-                    due.push((c.clone(), spec.restart_policy));
+                    due.push((c.clone(), policy));
                 }
             }
         }
