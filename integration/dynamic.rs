@@ -141,7 +141,8 @@ async fn added_container_shares_the_pod_network_execs_logs_and_goes() {
         "{err}"
     );
 
-    // Remove: stopped, removed from containerd, name kept taken.
+    // Remove: stopped, removed from containerd; the name is free again (KEP-5972: once the
+    // container is completely removed), and only its kept final status remains.
     let (code, out, err) = node.cli(&["rm", &pod.name, "tool", "--grace", "1"]);
     assert_eq!((code, out.trim()), (0, "tool"), "{err}");
     let mut ctd = node.runtime(false).await;
@@ -151,6 +152,22 @@ async fn added_container_shares_the_pod_network_execs_logs_and_goes() {
             .iter()
             .all(|(n, _)| n != "tool")
     );
+    let kept = control
+        .get_container(api::GetContainerRequest {
+            pod: pod_ref(&pod),
+            name: "tool".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(kept.removed_at_unix_nanos > 0, "{kept:?}");
+    control
+        .add_containers(api::AddContainersRequest {
+            pod: pod_ref(&pod),
+            containers: vec![tool("tool", "sleep 1")],
+        })
+        .await
+        .unwrap();
     let again = control
         .add_containers(api::AddContainersRequest {
             pod: pod_ref(&pod),
@@ -158,7 +175,12 @@ async fn added_container_shares_the_pod_network_execs_logs_and_goes() {
         })
         .await
         .unwrap_err();
-    assert_eq!(again.code(), Code::AlreadyExists, "{}", again.message());
+    assert_eq!(
+        again.code(),
+        Code::AlreadyExists,
+        "a live container holds its name: {}",
+        again.message()
+    );
 
     // The whole story, replayed from the start of the event history.
     let mut events = control

@@ -5,6 +5,7 @@ mod clients;
 mod containerd_restart;
 mod crash;
 mod dynamic;
+mod gc;
 mod growth;
 mod grpc_go;
 mod harness;

@@ -72,6 +72,8 @@ pub struct Config {
     pub cgroup_root: String,
     /// How often pod cgroups are checked against the kubelet's baseline + growth.
     pub reconcile_interval_ms: u64,
+    /// How long an exited dynamic container that will not restart stays before it is removed.
+    pub gc_exited_after_seconds: u64,
     /// Node-wide bounds on what dynamic containers may add together (Kubernetes quantities);
     /// empty: unbounded.
     pub dynamic_budget_cpu: String,
@@ -116,6 +118,7 @@ impl Default for Config {
             poll_interval_ms: 1000,
             cgroup_root: "/sys/fs/cgroup".into(),
             reconcile_interval_ms: 10_000,
+            gc_exited_after_seconds: 300,
             dynamic_budget_cpu: String::new(),
             dynamic_budget_memory: String::new(),
             max_dynamic_per_pod: 64,
@@ -170,6 +173,7 @@ pub struct Settings {
     pub poll_interval: Duration,
     pub cgroup_root: PathBuf,
     pub reconcile_interval: Duration,
+    pub gc_exited_after: Duration,
     /// Node budget: milli-CPU and bytes; `None` unbounded.
     pub budget_cpu_milli: Option<i64>,
     pub budget_memory: Option<i64>,
@@ -386,6 +390,7 @@ impl Config {
             poll_interval: Duration::from_millis(self.poll_interval_ms),
             cgroup_root: PathBuf::from(self.cgroup_root),
             reconcile_interval: Duration::from_millis(self.reconcile_interval_ms),
+            gc_exited_after: Duration::from_secs(self.gc_exited_after_seconds),
             budget_cpu_milli,
             budget_memory,
             limits: crate::dynamic::admission::Limits {

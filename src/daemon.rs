@@ -81,6 +81,7 @@ pub fn manager(settings: &Settings) -> Manager {
             pod_stop_grace: settings.pod_stop_grace,
             poll_interval: settings.poll_interval,
             reconcile_interval: settings.reconcile_interval,
+            gc_exited_after: settings.gc_exited_after,
             budget: Bounds {
                 cpu_milli: settings.budget_cpu_milli,
                 memory: settings.budget_memory,

@@ -143,6 +143,7 @@ pub async fn run_client(
             pod,
             selector,
             watch,
+            removed,
         } => {
             let selector = super::ls::Selector::parse(selector)?;
             let pod = pod.as_ref().map(|p| &p.0);
@@ -151,7 +152,7 @@ pub async fn run_client(
             };
             if *watch {
                 let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
-                super::ls::watch(&mut client, pod, &selector, |list| {
+                super::ls::watch(&mut client, pod, &selector, *removed, |list| {
                     if tty {
                         // Clear the screen: the listing replaces the last one.
                         print!("\x1b[H\x1b[2J");
@@ -163,7 +164,7 @@ pub async fn run_client(
                 .map_err(status)?;
             } else {
                 show(
-                    &super::ls::list(&mut client, pod, &selector)
+                    &super::ls::list(&mut client, pod, &selector, *removed)
                         .await
                         .map_err(status)?,
                 );

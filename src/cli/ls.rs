@@ -68,10 +68,11 @@ pub async fn list(
     client: &mut Client,
     pod: Option<&api::PodRef>,
     selector: &Selector,
+    include_removed: bool,
 ) -> Result<Vec<DynamicContainer>, tonic::Status> {
     let req = api::ListContainersRequest {
         pod: pod.cloned(),
-        include_removed: false,
+        include_removed,
     };
     let mut list = client.list_containers(req).await?.into_inner().containers;
     list.retain(|c| selector.matches(c));
@@ -85,6 +86,7 @@ pub async fn watch(
     client: &mut Client,
     pod: Option<&api::PodRef>,
     selector: &Selector,
+    include_removed: bool,
     mut render: impl FnMut(&[DynamicContainer]),
 ) -> Result<(), tonic::Status> {
     let req = api::WatchEventsRequest {
@@ -92,7 +94,7 @@ pub async fn watch(
         since_sequence: 0,
     };
     let mut events = client.watch_events(req).await?.into_inner();
-    render(&list(client, pod, selector).await?);
+    render(&list(client, pod, selector, include_removed).await?);
     while let Some(ev) = events.next().await {
         ev?;
         // Coalesce a burst (an add of several containers, a pod stop) into one re-render.
@@ -101,7 +103,7 @@ pub async fn watch(
         {
             more?;
         }
-        render(&list(client, pod, selector).await?);
+        render(&list(client, pod, selector, include_removed).await?);
     }
     Ok(())
 }

@@ -122,6 +122,9 @@ pub enum Command {
         /// Keep watching: print the listing again whenever a container changes.
         #[arg(short, long)]
         watch: bool,
+        /// Also show the kept final statuses of removed containers.
+        #[arg(long)]
+        removed: bool,
     },
     /// Show one dynamic container.
     Get { pod: PodArg, name: String },

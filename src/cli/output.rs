@@ -107,6 +107,34 @@ pub fn container(c: &DynamicContainer) -> String {
     if !c.reason.is_empty() {
         out.push_str(&format!("Reason:       {} {}\n", c.reason, c.message));
     }
+    out.push_str(&termination_lines(c));
+    out
+}
+
+/// What `get` adds about how the container ended and waits: waiting reason, last state, removal.
+fn termination_lines(c: &DynamicContainer) -> String {
+    let mut out = String::new();
+    if !c.waiting_reason.is_empty() {
+        out.push_str(&format!("Waiting:      {}\n", c.waiting_reason));
+    }
+    if let Some(last) = &c.last_state {
+        out.push_str(&format!(
+            "Last State:   Terminated ({}, exit code {}) {} ago ({})\n",
+            last.reason,
+            last.exit_code,
+            age(last.finished_at_unix_nanos),
+            last.container_id.chars().take(13).collect::<String>()
+        ));
+        if !last.message.is_empty() {
+            out.push_str(&format!("  Message:    {}\n", last.message.trim_end()));
+        }
+    }
+    if c.removed_at_unix_nanos > 0 {
+        out.push_str(&format!(
+            "Removed:      {} ago (final status kept)\n",
+            age(c.removed_at_unix_nanos)
+        ));
+    }
     out
 }
 
@@ -178,5 +206,37 @@ mod tests {
         // POD is empty: the columns start at NAME.
         assert_eq!(&lines[1][..6], ["web", "1/1", "Running", "-", "2", "(30s"]);
         assert_eq!(&lines[2][..5], ["tool", "0/1", "Running", "-", "0"]);
+    }
+}
+
+#[cfg(test)]
+mod termination_tests {
+    use super::*;
+
+    #[test]
+    fn get_shows_waiting_reason_last_state_and_removal() {
+        let c = DynamicContainer {
+            name: "crash".into(),
+            waiting_reason: "CrashLoopBackOff".into(),
+            last_state: Some(api::TerminationState {
+                exit_code: 137,
+                reason: "OOMKilled".into(),
+                message: "out of memory\n".into(),
+                container_id: "0123456789abcdef".into(),
+                ..Default::default()
+            }),
+            removed_at_unix_nanos: 1,
+            ..Default::default()
+        };
+        let text = termination_lines(&c);
+        assert!(text.contains("Waiting:      CrashLoopBackOff\n"), "{text}");
+        assert!(
+            text.contains("Last State:   Terminated (OOMKilled, exit code 137)"),
+            "{text}"
+        );
+        assert!(text.contains("(0123456789abc)"), "{text}");
+        assert!(text.contains("  Message:    out of memory\n"), "{text}");
+        assert!(text.contains("Removed:"), "{text}");
+        assert_eq!(termination_lines(&DynamicContainer::default()), "");
     }
 }

@@ -267,6 +267,9 @@ impl Control for ControlService {
         let pod = pod_filter(req.get_ref().pod.as_ref())?;
         let scope = self.read("ListContainers", caller, pod.as_ref()).await?;
         let mut listed = self.manager.list(pod.as_ref()).await?;
+        if req.get_ref().include_removed {
+            listed.extend(self.manager.list_removed(pod.as_ref()).await?);
+        }
         // A node-wide listing shows only the namespaces the caller may read.
         listed.retain(|c| scope.allows(&c.pod.namespace));
         Ok(Response::new(api::ListContainersResponse {

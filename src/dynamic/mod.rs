@@ -65,6 +65,8 @@ pub struct ManagerSettings {
     pub specs: SpecCodec,
     /// How many dynamic containers a pod and the node may have.
     pub limits: admission::Limits,
+    /// How long exited containers that will not restart stay before garbage collection.
+    pub gc_exited_after: Duration,
 }
 
 impl Default for ManagerSettings {
@@ -79,6 +81,7 @@ impl Default for ManagerSettings {
             host: Arc::new(SystemHost::default()),
             specs: SpecCodec::default(),
             limits: admission::Limits::default(),
+            gc_exited_after: lifecycle::gc::DEFAULT_EXITED_AFTER,
         }
     }
 }
@@ -111,12 +114,14 @@ impl Manager {
                 pod_stop_grace: settings.pod_stop_grace,
                 memory_capacity: settings.host.memory_bytes().unwrap_or(1 << 30),
                 limits: settings.limits,
+                gc_exited_after: settings.gc_exited_after,
             },
             probes: Arc::new(probes::Prober::new(
                 cri.clone(),
                 events.clone(),
                 settings.host.clone(),
             )),
+            gc: Default::default(),
             host: settings.host,
         };
         Self {
@@ -203,6 +208,12 @@ impl Manager {
         self.lifecycle.list(pod).await
     }
 
+    /// Kept final statuses of removed containers (ListContainers' include_removed).
+    pub async fn list_removed(&self, pod: Option<&PodSelector>) -> Result<Vec<ContainerView>> {
+        self.ready().await?;
+        self.lifecycle.list_removed(pod).await
+    }
+
     pub async fn get(&self, pod: &PodSelector, name: &str) -> Result<ContainerView> {
         self.ready().await?;
         self.lifecycle.get(pod, name).await
@@ -262,6 +273,11 @@ impl Manager {
     /// Runs the restarts that are due.
     pub async fn restart_due(&self) {
         self.lifecycle.restart_due().await
+    }
+
+    /// One garbage collection sweep (the supervisor runs one per poll).
+    pub async fn collect_garbage(&self) -> lifecycle::gc::Sweep {
+        self.lifecycle.collect_garbage().await
     }
 
     /// Brings every mutable pod's cgroup in line.

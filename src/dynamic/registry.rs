@@ -294,6 +294,11 @@ impl Registry {
         inner.containers.insert(id.to_string(), (entry, generation));
     }
 
+    /// A known container's last seen state.
+    pub fn state(&self, id: &str) -> Option<ContainerState> {
+        self.lock().containers.get(id).map(|(e, _)| e.state)
+    }
+
     /// Updates a known container's state; returns the state it had.
     pub fn set_state(&self, id: &str, state: ContainerState) -> Option<ContainerState> {
         let mut inner = self.lock();

@@ -126,7 +126,6 @@ pub(super) fn facts(security: PodSecurity, qos: Qos) -> PodFacts {
         qos,
         names: TakenNames {
             containers: ["main".to_string()].into(),
-            removed: ["old".to_string()].into(),
             in_flight: ["busy".to_string()].into(),
         },
         mounts: vec![

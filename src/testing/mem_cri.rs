@@ -194,6 +194,34 @@ impl MemCri {
         }
     }
 
+    /// Ends a container as containerd reports an exit: code and reason (e.g. OOMKilled).
+    pub fn set_exited(&self, id: &str, exit_code: i32, reason: &str) {
+        self.set_state(id, cri::ContainerState::ContainerExited, exit_code);
+        for c in self.state().containers.iter_mut().filter(|c| c.id == id) {
+            c.reason = reason.to_string();
+        }
+    }
+
+    /// Sets a sandbox's state, or drops it (`None`) as a removal behind podgraft's back would.
+    pub fn set_sandbox_state(&self, id: &str, state: Option<cri::PodSandboxState>) {
+        let mut st = self.state();
+        match state {
+            Some(state) => {
+                for s in st.sandboxes.iter_mut().filter(|s| s.id == id) {
+                    s.state = state as i32;
+                }
+            }
+            None => st.sandboxes.retain(|s| s.id != id),
+        }
+    }
+
+    /// Where containerd would say the container's log is.
+    pub fn set_log_path(&self, id: &str, path: &str) {
+        for c in self.state().containers.iter_mut().filter(|c| c.id == id) {
+            c.log_path = path.to_string();
+        }
+    }
+
     /// What a container runs with unless `verbose_info` says otherwise.
     pub fn default_info() -> serde_json::Value {
         serde_json::json!({
@@ -363,6 +391,8 @@ impl Cri for MemCri {
         let mut st = self.state();
         if let Some(c) = st.containers.iter_mut().find(|c| c.id == id) {
             c.metadata.as_mut().unwrap().attempt = attempt;
+            c.mounts = config.mounts;
+            c.log_path = config.log_path;
         }
         ready(Ok(id))
     }

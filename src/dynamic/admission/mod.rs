@@ -242,10 +242,6 @@ mod tests {
                 ..Default::default()
             },
             TakenNames {
-                removed: ["b".to_string()].into(),
-                ..Default::default()
-            },
-            TakenNames {
                 in_flight: ["b".to_string()].into(),
                 ..Default::default()
             },

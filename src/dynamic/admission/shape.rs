@@ -268,6 +268,22 @@ pub fn container(spec: &ContainerSpec, i: usize) -> Result<()> {
             ));
         }
     }
+    // podgraft bind-mounts its own file there: a clean path outside the kernel's filesystems.
+    let tmp = &spec.termination_message_path;
+    if !tmp.is_empty()
+        && (super::mounts::lexical(tmp) != *tmp
+            || tmp == "/"
+            || ["/proc", "/sys"]
+                .iter()
+                .any(|p| tmp == p || tmp.starts_with(&format!("{p}/"))))
+    {
+        return Err(Error::invalid(
+            f("terminationMessagePath"),
+            format!(
+                "{tmp:?} must be a clean path (no '.', '..', '//' or trailing '/'), not /, /proc or /sys"
+            ),
+        ));
+    }
     if spec.command.len() > MAX_ARGS || spec.args.len() > MAX_ARGS {
         return Err(Error::invalid(
             f("args"),
@@ -405,6 +421,35 @@ pub fn container(spec: &ContainerSpec, i: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn termination_message_paths_are_clean_and_outside_proc_and_sys() {
+        let with = |path: &str| ContainerSpec {
+            name: "tool".into(),
+            image: "busybox".into(),
+            termination_message_path: path.into(),
+            ..Default::default()
+        };
+        for ok in ["", "/dev/termination-log", "/tmp/msg", "/processes/x"] {
+            container(&with(ok), 0).unwrap();
+        }
+        for bad in [
+            "/",
+            "/proc/1/mem",
+            "/sys",
+            "/a/../proc/x",
+            "/a//b",
+            "/a/",
+            "rel",
+            "/a/./b",
+        ] {
+            let err = container(&with(bad), 2).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidArgument { field, .. } if field == "containers[2].terminationMessagePath"),
+                "{bad}: {err:?}"
+            );
+        }
+    }
 
     #[test]
     fn probes_and_batches_name_the_field() {

@@ -411,6 +411,9 @@ impl Lifecycle {
             chain.run(RecordBatch(batch)).await?;
             for (i, (spec, admitted)) in specs.iter().zip(admitted).enumerate() {
                 let mut config = self.container_config(spec, &admitted, &cx.config, 0);
+                config
+                    .mounts
+                    .push(self.termination_mount(&id, spec, 0).await?);
                 config.labels.insert(BATCH_LABEL.into(), batch_id.clone());
                 chain
                     .run(CreateAndStart {
@@ -429,6 +432,8 @@ impl Lifecycle {
         if let Err(failure) = result {
             let rolled_back = created.lock().unwrap_or_else(|e| e.into_inner()).len();
             for spec in &specs {
+                // The add's names were free: their termination files are the add's own.
+                self.remove_termination_files(&id, Some(&spec.name)).await;
                 self.emit(
                     EventKind::Failed,
                     &cx.pod,

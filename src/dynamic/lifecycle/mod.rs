@@ -15,16 +15,19 @@
 
 mod add;
 mod chain;
+pub mod gc;
 mod load;
 mod probing;
 mod queries;
 mod recovery;
 mod remove;
+mod removed;
 mod resolve;
 pub mod restart;
 pub mod stored_spec;
 mod supervisor;
 mod teardown;
+pub mod termination;
 pub mod translate;
 
 use std::sync::Arc;
@@ -51,6 +54,8 @@ pub(crate) struct LifecycleSettings {
     pub memory_capacity: i64,
     /// How many dynamic containers a pod and the node may have.
     pub limits: crate::dynamic::admission::Limits,
+    /// How long exited containers that will not restart stay before they are collected.
+    pub gc_exited_after: Duration,
 }
 
 /// The components lifecycle code works with; each owns its own state.
@@ -67,6 +72,7 @@ pub(crate) struct Lifecycle {
     pub settings: LifecycleSettings,
     /// Probes of running dynamic containers (lifecycle/probing.rs starts and stops them).
     pub probes: Arc<Prober>,
+    pub gc: gc::GcState,
 }
 
 /// The CRI filter for dynamic containers, of one sandbox or all.
@@ -161,7 +167,20 @@ impl Lifecycle {
     }
 
     fn emit(&self, kind: EventKind, pod: &PodId, name: &str, cid: &str, message: &str) {
+        self.emit_reason(kind, pod, name, cid, "", message);
+    }
+
+    fn emit_reason(
+        &self,
+        kind: EventKind,
+        pod: &PodId,
+        name: &str,
+        cid: &str,
+        reason: &str,
+        message: &str,
+    ) {
         self.events.emit(Event {
+            reason: reason.to_string(),
             kind,
             pod: Some(pod.clone()),
             name: name.to_string(),
@@ -172,5 +191,9 @@ impl Lifecycle {
     }
 }
 
+#[cfg(test)]
+mod gc_tests;
+#[cfg(test)]
+mod termination_tests;
 #[cfg(test)]
 mod tests;

@@ -2,11 +2,19 @@
 
 use k8s_cri::v1 as cri;
 
-use super::{Lifecycle, dynamic_filter};
+use std::collections::HashMap;
+
+use super::{Lifecycle, dynamic_filter, name_of};
 use crate::dynamic::error::{Error, Result};
 use crate::dynamic::model::keys::{RESTART_COUNT_ANNOTATION, SPEC_ANNOTATION};
 use crate::dynamic::model::{ContainerState, ContainerView, PodId, PodSelector};
 use crate::dynamic::state::Sandbox;
+
+/// The IDs of the newest attempt and of the one before it.
+pub(super) fn newest_two(mut attempts: Vec<&cri::Container>) -> (&str, Option<&str>) {
+    attempts.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+    (&attempts[0].id, attempts.get(1).map(|c| c.id.as_str()))
+}
 
 impl Lifecycle {
     /// The dynamic containers of the selected pod, or of every mutable pod.
@@ -22,8 +30,14 @@ impl Lifecycle {
                 .list_containers(dynamic_filter(Some(&sandbox.id())))
                 .await
                 .map_err(Error::runtime("listing dynamic containers"))?;
-            for c in containers {
-                match self.describe(&sandbox, &c.id).await {
+            // One view per name: its newest attempt, with the one before as its last state.
+            let mut by_name: HashMap<&str, Vec<&cri::Container>> = HashMap::new();
+            for c in &containers {
+                by_name.entry(name_of(c)).or_default().push(c);
+            }
+            for (_, attempts) in by_name {
+                let (newest, previous) = newest_two(attempts);
+                match self.describe_attempt(&sandbox, newest, previous).await {
                     Ok(d) => out.push(d),
                     // Removed between the list and the status: not an error for a listing.
                     Err(Error::Runtime { source, .. }) if source.is_not_found() => {}
@@ -35,16 +49,37 @@ impl Lifecycle {
         Ok(out)
     }
 
+    /// The kept final statuses of removed containers, of the selected pod or every mutable pod.
+    pub async fn list_removed(&self, pod: Option<&PodSelector>) -> Result<Vec<ContainerView>> {
+        let sandboxes = match pod {
+            Some(p) => vec![self.resolve(p).await?],
+            None => self.store.all(),
+        };
+        Ok(sandboxes
+            .iter()
+            .flat_map(|s| self.removed_views(s))
+            .collect())
+    }
+
     pub async fn get(&self, pod: &PodSelector, name: &str) -> Result<ContainerView> {
         let sandbox = self.resolve(pod).await?;
         let found = self.find(&sandbox.id(), name).await?;
-        let Some(newest) = found.into_iter().max_by_key(|c| c.created_at) else {
+        if found.is_empty() {
+            // No live container of that name: its kept final status, if any.
+            if let Some(kept) = self
+                .removed_views(&sandbox)
+                .into_iter()
+                .find(|v| v.name == name)
+            {
+                return Ok(kept);
+            }
             return Err(Error::NotFound(format!(
                 "name: no dynamic container {name:?} in sandbox {}",
                 sandbox.id()
             )));
-        };
-        self.describe(&sandbox, &newest.id).await
+        }
+        let (newest, previous) = newest_two(found.iter().collect());
+        self.describe_attempt(&sandbox, newest, previous).await
     }
 
     pub async fn exec(
@@ -73,6 +108,38 @@ impl Lifecycle {
             .map_err(Error::runtime(format!("exec in {name:?}")))
     }
 
+    /// The view of attempt `cid`, with how attempt `previous` ended as its last state.
+    pub(super) async fn describe_attempt(
+        &self,
+        sandbox: &Sandbox,
+        cid: &str,
+        previous: Option<&str>,
+    ) -> Result<ContainerView> {
+        let mut view = self.describe(sandbox, cid).await?;
+        if let Some(prev) = previous {
+            // Gone meanwhile (a restart removes older attempts): no last state to show.
+            if let Ok(Some(st)) = self
+                .cri
+                .container_status(prev, false)
+                .await
+                .map(|s| s.status)
+            {
+                if st.state == cri::ContainerState::ContainerExited as i32 {
+                    view.last_state = Some(self.termination(&st).await);
+                }
+            }
+        }
+        let restarts = self.registry.restarts(&view.pod.sandbox_id, &view.name);
+        let backing_off = restarts
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.due != std::time::Duration::MAX && p.due > self.host.monotonic());
+        if backing_off && view.state == ContainerState::Exited {
+            view.waiting_reason = super::restart::CRASH_LOOP_BACK_OFF.to_string();
+        }
+        Ok(view)
+    }
+
     pub(super) async fn describe(&self, sandbox: &Sandbox, cid: &str) -> Result<ContainerView> {
         let status = self
             .cri
@@ -86,6 +153,12 @@ impl Lifecycle {
             .and_then(|s| self.specs.decode(s))
             .unwrap_or_default();
         let (ready, started) = self.probe_status(cid, ContainerState::from_cri(st.state), &spec);
+        let (reason, message) = if st.state == cri::ContainerState::ContainerExited as i32 {
+            let t = self.termination(&st).await;
+            (t.reason, t.message)
+        } else {
+            (st.reason.clone(), st.message.clone())
+        };
         Ok(ContainerView {
             pod: PodId::new(&sandbox.id(), &sandbox.config()),
             name: st
@@ -96,8 +169,8 @@ impl Lifecycle {
             container_id: st.id.clone(),
             state: ContainerState::from_cri(st.state),
             exit_code: st.exit_code,
-            reason: st.reason.clone(),
-            message: st.message.clone(),
+            reason,
+            message,
             created_at_unix_nanos: st.created_at,
             started_at_unix_nanos: st.started_at,
             finished_at_unix_nanos: st.finished_at,

@@ -1,9 +1,12 @@
 //! Removing dynamic containers: graceful stop, removal, then the pod shrinks back.
 
+use std::sync::Arc;
+
 use super::Lifecycle;
 use crate::dynamic::error::{Error, Result};
 use crate::dynamic::model::{EventKind, PodId, PodSelector};
 use crate::dynamic::resources::Trigger;
+use crate::dynamic::state::Sandbox;
 use crate::fault;
 
 /// The grace period when a request gives none (the kubelet's default for pods).
@@ -28,12 +31,28 @@ impl Lifecycle {
             ));
         }
         let sandbox = self.resolve(pod).await?;
+        self.remove_names(&sandbox, names, grace, EventKind::Removed, "")
+            .await
+    }
+
+    /// Removes the named containers of `sandbox` (every attempt), keeps their final statuses and
+    /// shrinks the pod; each removal is reported as `kind` with `reason` (REMOVED, or COLLECTED
+    /// by garbage collection).
+    pub(super) async fn remove_names(
+        &self,
+        sandbox: &Arc<Sandbox>,
+        names: &[String],
+        grace: i64,
+        kind: EventKind,
+        reason: &str,
+    ) -> Result<Vec<String>> {
         let id = sandbox.id();
         // No restart may bring back what is being removed; one in flight finishes first (its
         // attempt is then removed with the others, or removes itself).
         self.registry.forget_restarts(&id, names);
         drop(sandbox.restart_lock.lock().await);
         let mut targets = Vec::new();
+        let mut finals = Vec::new();
         for (i, name) in names.iter().enumerate() {
             let found = self.find(&id, name).await?;
             if found.is_empty() {
@@ -41,6 +60,7 @@ impl Lifecycle {
                     "names[{i}]: no dynamic container {name:?} in sandbox {id}"
                 )));
             }
+            finals.push(self.final_status(sandbox, &found).await);
             targets.extend(found.into_iter().map(|c| (name.clone(), c.id)));
         }
         let pod = PodId::new(&id, &sandbox.config());
@@ -56,17 +76,26 @@ impl Lifecycle {
                 failed.push(format!("{name:?} ({cid})"));
                 continue;
             }
-            if let Err(e) = self.store.remember_removed(&sandbox, &name).await {
+            if let Err(e) = self.store.remember_removed(sandbox, &name).await {
                 tracing::warn!(error = %e, "could not persist removed name");
             }
-            self.emit(EventKind::Removed, &pod, &name, &cid, "");
+            self.remove_termination_files(&id, Some(&name)).await;
+            self.emit_reason(kind, &pod, &name, &cid, reason, "");
             removed.push(name);
+        }
+        for status in finals.into_iter().flatten() {
+            if !failed
+                .iter()
+                .any(|f| f.starts_with(&format!("{:?} ", status.name)))
+            {
+                self.keep_final_status(sandbox, status).await;
+            }
         }
         // Shrink the pod only after its containers are gone. Memory still in use by the pod's
         // other containers can refuse the shrink: then reconcile retries it, and the removal
         // itself has happened.
         self.ledger.release(&id, &removed);
-        if let Err(e) = self.cgroups.apply(&sandbox, Trigger::GrowthChanged).await {
+        if let Err(e) = self.cgroups.apply(sandbox, Trigger::GrowthChanged).await {
             tracing::warn!(sandbox = %id, error = %e, "shrinking the pod after removal deferred");
         }
         fault::point("remove.after_shrink");

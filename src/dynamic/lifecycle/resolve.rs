@@ -224,7 +224,6 @@ impl Lifecycle {
             qos: Qos::from_cgroup_parent(cgroup_parent(&record.config)),
             names: TakenNames {
                 containers: all.iter().map(|c| name_of(c).to_string()).collect(),
-                removed: record.removed_names.iter().cloned().collect(),
                 in_flight,
             },
             mounts,

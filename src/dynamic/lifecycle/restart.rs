@@ -18,6 +18,8 @@ use crate::dynamic::model::{ContainerState, EventKind, PodId};
 use crate::dynamic::registry::{DueRestart, Entry, Restarts};
 use crate::fault;
 
+/// The kubelet's waiting reason while a restart backs off.
+pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// An attempt that ran this long resets the back-off.
@@ -72,6 +74,23 @@ impl Lifecycle {
         );
         self.registry
             .schedule_restart(sandbox_id, name, id, due, next);
+        if let Some(sandbox) = self.store.get(sandbox_id) {
+            let wait = due - now;
+            // The first restart is immediate: no back-off, hence no CrashLoopBackOff yet.
+            let reason = if wait.is_zero() {
+                ""
+            } else {
+                CRASH_LOOP_BACK_OFF
+            };
+            self.emit_reason(
+                EventKind::Restarting,
+                &PodId::new(sandbox_id, &sandbox.config()),
+                name,
+                id,
+                reason,
+                &format!("back-off {}s before restarting", wait.as_secs()),
+            );
+        }
     }
 
     /// Runs the restarts that are due; a failed one is tried again after its back-off.
@@ -125,11 +144,16 @@ impl Lifecycle {
         let config = sandbox.config();
         let pod = PodId::new(&due.sandbox_id, &config);
         fault::point("restart.before_create");
+        let mut container = self.container_config(&spec, &admitted, &config, attempt);
+        container.mounts.push(
+            self.termination_mount(&due.sandbox_id, &spec, attempt)
+                .await?,
+        );
         let cid = self
             .cri
             .create_container(k8s_cri::v1::CreateContainerRequest {
                 pod_sandbox_id: due.sandbox_id.clone(),
-                config: Some(self.container_config(&spec, &admitted, &config, attempt)),
+                config: Some(container),
                 sandbox_config: Some(config.clone()),
             })
             .await
@@ -173,8 +197,13 @@ impl Lifecycle {
         // The exited attempt stays until this one runs; the ones before it go now.
         for old in self.find(&due.sandbox_id, &due.name).await? {
             let old_attempt = old.metadata.as_ref().map_or(0, |m| m.attempt);
-            if old.id != cid && old.id != due.exited && old_attempt < attempt {
-                self.destroy(&old.id, 0).await;
+            if old.id != cid
+                && old.id != due.exited
+                && old_attempt < attempt
+                && self.destroy(&old.id, 0).await
+            {
+                self.remove_termination_file(&due.sandbox_id, &due.name, old_attempt)
+                    .await;
             }
         }
         fault::point("restart.after_cleanup");

@@ -51,12 +51,21 @@ impl Lifecycle {
                 .ok()
                 .and_then(|s| s.status);
             let code = status.as_ref().map_or(-1, |s| s.exit_code);
-            self.emit(
+            let ended = match &status {
+                Some(s) => Some(self.termination(s).await),
+                None => None,
+            };
+            let message = match ended.as_ref().filter(|t| !t.message.is_empty()) {
+                Some(t) => format!("exit code {code}: {}", t.message),
+                None => format!("exit code {code}"),
+            };
+            self.emit_reason(
                 EventKind::Exited,
                 &pod,
                 &change.entry.name,
                 &change.id,
-                &format!("exit code {code}"),
+                ended.as_ref().map_or("", |t| t.reason.as_str()),
+                &message,
             );
             if let Some(status) = status {
                 self.on_exit(
@@ -90,6 +99,7 @@ impl Lifecycle {
                         tracing::debug!(error = %e, "dynamic container poll failed");
                     }
                     self.restart_due().await;
+                    self.collect_garbage().await;
                 }
                 _ = reconcile.tick() => {
                     // Leftovers of a crash first: the reconcile then sizes what remains.

@@ -70,6 +70,7 @@ impl Lifecycle {
         self.ledger.forget_pod(sandbox_id);
         self.registry.forget_pod(sandbox_id);
         self.store.forget(sandbox_id).await;
+        self.remove_termination_files(sandbox_id, None).await;
     }
 
     /// RunPodSandbox succeeded: remember the sandbox if its handler is mutable.

@@ -227,7 +227,7 @@ async fn refusals_are_precise_and_create_nothing() {
 }
 
 #[tokio::test]
-async fn removal_is_graceful_and_the_name_stays_taken() {
+async fn removal_is_graceful_and_the_name_is_free_once_removed() {
     let fx = fixture().await;
     let by_uid = PodSelector::Uid("uid-agent".into());
     fx.manager.add(&by_uid, vec![spec("tool")]).await.unwrap();
@@ -246,12 +246,19 @@ async fn removal_is_graceful_and_the_name_stays_taken() {
             .iter()
             .any(|c| c.starts_with("StopContainer") && c.ends_with(" 5"))
     );
-    let again = fx
+    // KEP-5972: the container is completely removed, so its name is free; its final status is
+    // kept (see termination_tests / gc_tests) but does not hold the name.
+    let again = fx.manager.add(&by_uid, vec![spec("tool")]).await.unwrap();
+    assert_eq!(again[0].name, "tool");
+    let twice = fx
         .manager
         .add(&by_uid, vec![spec("tool")])
         .await
         .unwrap_err();
-    assert!(matches!(again, Error::AlreadyExists(_)));
+    assert!(
+        matches!(twice, Error::AlreadyExists(_)),
+        "a live container holds its name"
+    );
     let unknown = fx
         .manager
         .remove(&by_uid, &["ghost".into()], None)

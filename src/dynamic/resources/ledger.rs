@@ -137,6 +137,13 @@ impl Ledger {
             .insert(name.to_string(), growth);
     }
 
+    /// Whether growth of `name` in `sandbox` is recorded.
+    pub fn holds(&self, sandbox: &str, name: &str) -> bool {
+        self.lock()
+            .get(sandbox)
+            .is_some_and(|p| p.contains_key(name))
+    }
+
     pub fn release(&self, sandbox: &str, names: &[String]) {
         let mut pods = self.lock();
         if let Some(pod) = pods.get_mut(sandbox) {

@@ -8,10 +8,12 @@
 //! - [`verbose`]: rebuilding a sandbox's config from containerd's verbose status.
 
 pub mod batches;
+pub mod removed;
 pub mod sandboxes;
 pub mod verbose;
 pub mod writer;
 
 pub use batches::{Batch, BatchLog};
+pub use removed::{KeptStatus, REMOVED_STATUSES_KEPT};
 pub use sandboxes::{CgroupState, REMOVED_NAMES_KEPT, Sandbox, SandboxStore, Snapshot};
 pub use writer::{StateError, Writer};

@@ -34,6 +34,9 @@ pub struct SandboxRecord {
     /// The pod cgroup as the kubelet set it, and as podgraft last wrote it (baseline + growth).
     #[serde(default)]
     pub cgroup: Option<CgroupState>,
+    /// The last removed containers' final statuses, oldest first.
+    #[serde(default)]
+    pub removed_statuses: VecDeque<super::KeptStatus>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +199,7 @@ impl SandboxStore {
             config: req.config.clone().unwrap_or_default(),
             removed_names: VecDeque::new(),
             cgroup: None,
+            removed_statuses: VecDeque::new(),
         };
         let sandbox = self.insert(record);
         self.persist(&sandbox, |_| true).await?;
@@ -236,6 +240,22 @@ impl SandboxStore {
             rec.removed_names.push_back(name.to_string());
             while rec.removed_names.len() > REMOVED_NAMES_KEPT {
                 rec.removed_names.pop_front();
+            }
+            true
+        })
+        .await
+    }
+
+    /// Keeps the final status of a removed container of `sandbox` (bounded) and persists it.
+    pub async fn keep_removed_status(
+        &self,
+        sandbox: &Sandbox,
+        status: super::KeptStatus,
+    ) -> Result<(), StateError> {
+        self.persist(sandbox, |rec| {
+            rec.removed_statuses.push_back(status);
+            while rec.removed_statuses.len() > super::REMOVED_STATUSES_KEPT {
+                rec.removed_statuses.pop_front();
             }
             true
         })
@@ -306,6 +326,7 @@ impl SandboxStore {
                     config,
                     removed_names: VecDeque::new(),
                     cgroup: None,
+                    removed_statuses: VecDeque::new(),
                 },
             );
         }
