@@ -157,7 +157,15 @@ pub(super) async fn check(node: &Node, w: &mut World) -> Result<(), String> {
         .map_err(|e| format!("list: {e}"))?
         .into_inner()
         .containers;
-    let known: BTreeSet<&str> = listed.iter().map(|c| c.container_id.as_str()).collect();
+    // A listing shows each name's newest attempt; the attempt before it is kept (as the kubelet
+    // keeps it) and named by its last state.
+    let known: BTreeSet<&str> = listed
+        .iter()
+        .flat_map(|c| {
+            let previous = c.last_state.as_ref().map(|t| t.container_id.as_str());
+            std::iter::once(c.container_id.as_str()).chain(previous.filter(|id| !id.is_empty()))
+        })
+        .collect();
     let there: BTreeSet<&str> = all.iter().map(|c| c.id.as_str()).collect();
     if known != there {
         return Err(format!(

@@ -125,6 +125,7 @@ impl Lifecycle {
                         if !self.ledger.holds(sid, &spec.name) {
                             self.ledger.adopt(sid, &spec.name, growth_of(&spec));
                             sweep.adopted.push(c.id.clone());
+                            crate::metrics::gc("adopt_unknown");
                         }
                         policies.insert(c.id.clone(), spec.restart_policy);
                         spec.restart_policy
@@ -213,7 +214,10 @@ impl Lifecycle {
             .remove_names(&sandbox, &[name], 0, EventKind::Collected, "Exited")
             .await
         {
-            Ok(_) => true,
+            Ok(_) => {
+                crate::metrics::gc("remove_exited");
+                true
+            }
             Err(e) => {
                 tracing::warn!(container = %c.id, error = %e, "collecting an exited container failed");
                 false
@@ -236,6 +240,11 @@ impl Lifecycle {
             },
         };
         tracing::info!(container = %c.id, name, reason, "collected a dynamic container");
+        crate::metrics::gc(if reason == "Orphaned" {
+            "remove_orphaned"
+        } else {
+            "remove_unknown"
+        });
         self.emit_reason(EventKind::Collected, &pod, &name, &c.id, reason, "");
         // An unknown container may share its name with a live one podgraft holds: release
         // only what no other container of the name still needs.

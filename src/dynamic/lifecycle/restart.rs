@@ -181,6 +181,7 @@ impl Lifecycle {
         fault::point("restart.after_start");
         self.registry.set_state(&cid, ContainerState::Running);
         self.start_probes(&pod, &due.name, &cid, &spec);
+        crate::metrics::restart();
         self.registry.restarted(
             &due.sandbox_id,
             &due.name,

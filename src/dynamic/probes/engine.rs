@@ -221,6 +221,18 @@ async fn run(engine: Arc<Engine>, probed: Arc<Probed>, kind: Kind) {
             let _slot = engine.slots.acquire().await;
             run_once(&engine, &probed, kind, timing).await
         };
+        crate::metrics::probe_result(
+            match kind {
+                Kind::Startup => "startup",
+                Kind::Liveness => "liveness",
+                Kind::Readiness => "readiness",
+            },
+            match outcome {
+                Outcome::Success => "success",
+                Outcome::Failure => "failure",
+                Outcome::Unknown => "error",
+            },
+        );
         if outcome == Outcome::Unknown {
             tracing::debug!(container = %probed.target.container_id, probe = kind.label(), %message, "probe could not run; result ignored");
         }
