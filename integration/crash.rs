@@ -222,7 +222,11 @@ async fn kubelet_removes_pod(node: &Node, sandbox: &str) {
         })
         .await
     {
-        assert!(gone(&s), "StopPodSandbox after the crash: {s}");
+        assert!(
+            gone(&s),
+            "StopPodSandbox after the crash: {s}\n{}",
+            tail(node)
+        );
     }
     if let Err(s) = pg
         .remove_pod_sandbox(cri::RemovePodSandboxRequest {
@@ -230,7 +234,11 @@ async fn kubelet_removes_pod(node: &Node, sandbox: &str) {
         })
         .await
     {
-        assert!(gone(&s), "RemovePodSandbox after the crash: {s}");
+        assert!(
+            gone(&s),
+            "RemovePodSandbox after the crash: {s}\n{}",
+            tail(node)
+        );
     }
 }
 
