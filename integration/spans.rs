@@ -114,7 +114,7 @@ async fn relayed_and_control_calls_log_in_their_spans() {
     let pod_name = format!("pod {}/{}", pod.namespace, pod.name);
     let line = find_line(&node, "ending the add", |l| {
         l["span"]["name"] == "control"
-            && l["fields"]["message"] == "control call finished"
+            && l["fields"]["message"] == "control call answered"
             && l["span"]["containers"] == "tool,other"
     })
     .await;

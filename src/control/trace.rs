@@ -5,7 +5,7 @@
 //! The span is at INFO, unlike the relay's per-call span (DEBUG, `server::span`): control calls
 //! are rare next to the kubelet's, and the warnings they cause are read with the default filter,
 //! where a DEBUG span would be off and they would lose their context. The call's own line
-//! (`control call finished`, with its code) is DEBUG, so the default filter logs no line per call
+//! (`control call answered`, with its code) is DEBUG, so the default filter logs no line per call
 //! (the audit log already has one for each change).
 
 use std::future::Future;
@@ -45,7 +45,9 @@ pub(super) fn containers<'a>(span: &Span, names: impl IntoIterator<Item = &'a st
     }
 }
 
-/// Runs a call's handler inside `span` and logs its end there.
+/// Runs a call's handler inside `span` and logs its answer there (for WatchEvents, the stream's
+/// start). A handler dropped because the client went away logs no answer; a detached add or
+/// removal still logs its own failures in the span, and the audit log records its outcome.
 pub(super) async fn traced<T>(
     span: Span,
     work: impl Future<Output = Result<T, Status>>,
@@ -59,7 +61,7 @@ pub(super) async fn traced<T>(
         tracing::debug!(
             ?code,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "control call finished"
+            "control call answered"
         );
         result
     }
