@@ -17,3 +17,4 @@ mod probes;
 mod registry;
 mod relay_flow;
 mod security;
+mod spans;

@@ -20,7 +20,8 @@
 //!   - `server::intercept`: the per-method interceptor registry and call observers;
 //!   - `server::body`, `server::grpc`, `server::h2body`: body wrappers and gRPC framing;
 //!   - `server::mask`: hiding entries of a streamed listing by padding them in place;
-//!   - `server::listener`: Unix socket set-up; `server::metrics`: the logging/metrics observer;
+//!   - `server::listener`: Unix socket set-up; `server::metrics`: the metrics observer;
+//!   - `server::span`: each relayed call's tracing span (DEBUG: method, pod/container ID, code);
 //!   - `server::hide`: the interceptors that hide dynamic containers and follow pod lifecycles.
 //! - [`logging`]: the log subscriber (text or JSON, `log_format`).
 //! - [`metrics`]: Prometheus metrics and the /healthz, /readyz endpoints (`metrics_listen`), and

@@ -9,6 +9,7 @@ pub mod convert;
 pub mod peer;
 mod service;
 mod status;
+mod trace;
 
 pub use service::ControlService;
 pub use status::StatusInfo;

@@ -12,6 +12,7 @@ use tonic::{Code, Request, Response, Status};
 use super::audit::{self, AuditLog, Record};
 use super::auth::{self, Caller, Policy, Scope, Verb};
 use super::convert::{self, container, container_specs, pod_filter, pod_selector};
+use super::trace::{self, traced};
 use crate::api::{self, control_server::Control};
 use crate::dynamic::lifecycle::stored_spec::SpecCodec;
 use crate::dynamic::model::PodSelector;
@@ -187,11 +188,13 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<api::Event, Status>> + Send>
 
 /// Runs a mutating call to its end even if the client goes away (a cancelled call or an expired
 /// deadline drops the handler): an add or removal stopped half-way would leave reservations,
-/// grown cgroups or containers behind, and its audit record unwritten.
+/// grown cgroups or containers behind, and its audit record unwritten. The task runs in the
+/// call's span (current here: the handler runs in it), so what the add or removal logs carries
+/// the call's pod and containers even after the handler is gone.
 async fn detached<T: Send + 'static>(
     work: impl std::future::Future<Output = Result<T, Status>> + Send + 'static,
 ) -> Result<T, Status> {
-    tokio::spawn(work)
+    tokio::spawn(tracing::Instrument::in_current_span(work))
         .await
         .map_err(|e| Status::internal(format!("the call's task failed: {e}")))?
 }
@@ -203,32 +206,38 @@ impl Control for ControlService {
         req: Request<api::AddContainersRequest>,
     ) -> Result<Response<api::AddContainersResponse>, Status> {
         let caller = auth::caller(&req);
-        let req = req.into_inner();
-        let pod = pod_selector(req.pod.as_ref())?;
-        let specs = container_specs(&req.containers)?;
-        let codec = SpecCodec::default();
-        let a = Audited {
-            containers: specs.iter().map(|s| s.name.clone()).collect(),
-            spec_digests: specs
-                .iter()
-                .map(|s| audit::digest(&codec.encode(s)))
-                .collect(),
-            ..audited("AddContainers", caller, &pod)
-        };
-        let this = self.clone();
-        let added = detached(async move {
-            this.audited(a, Verb::Mutate, Some(&pod), async {
-                let started = Instant::now();
-                let added = this.manager.add(&pod, specs).await;
-                crate::metrics::add_finished(code_of(&added), started.elapsed());
-                Ok(added?)
+        let span = trace::call("AddContainers", caller.as_ref());
+        traced(span.clone(), async move {
+            let req = req.into_inner();
+            trace::containers(&span, req.containers.iter().map(|c| c.name.as_str()));
+            let pod = pod_selector(req.pod.as_ref())?;
+            trace::pod(&span, &pod);
+            let specs = container_specs(&req.containers)?;
+            let codec = SpecCodec::default();
+            let a = Audited {
+                containers: specs.iter().map(|s| s.name.clone()).collect(),
+                spec_digests: specs
+                    .iter()
+                    .map(|s| audit::digest(&codec.encode(s)))
+                    .collect(),
+                ..audited("AddContainers", caller, &pod)
+            };
+            let this = self.clone();
+            let added = detached(async move {
+                this.audited(a, Verb::Mutate, Some(&pod), async {
+                    let started = Instant::now();
+                    let added = this.manager.add(&pod, specs).await;
+                    crate::metrics::add_finished(code_of(&added), started.elapsed());
+                    Ok(added?)
+                })
+                .await
             })
-            .await
+            .await?;
+            Ok(Response::new(api::AddContainersResponse {
+                containers: added.into_iter().map(container).collect(),
+            }))
         })
-        .await?;
-        Ok(Response::new(api::AddContainersResponse {
-            containers: added.into_iter().map(container).collect(),
-        }))
+        .await
     }
 
     async fn remove_containers(
@@ -236,27 +245,33 @@ impl Control for ControlService {
         req: Request<api::RemoveContainersRequest>,
     ) -> Result<Response<api::RemoveContainersResponse>, Status> {
         let caller = auth::caller(&req);
-        let req = req.into_inner();
-        let pod = pod_selector(req.pod.as_ref())?;
-        let a = Audited {
-            containers: req.names.clone(),
-            ..audited("RemoveContainers", caller, &pod)
-        };
-        let this = self.clone();
-        let removed = detached(async move {
-            this.audited(a, Verb::Mutate, Some(&pod), async {
-                let started = Instant::now();
-                let removed = this
-                    .manager
-                    .remove(&pod, &req.names, req.grace_period_seconds)
-                    .await;
-                crate::metrics::remove_finished(code_of(&removed), started.elapsed());
-                Ok(removed?)
+        let span = trace::call("RemoveContainers", caller.as_ref());
+        traced(span.clone(), async move {
+            let req = req.into_inner();
+            trace::containers(&span, req.names.iter().map(String::as_str));
+            let pod = pod_selector(req.pod.as_ref())?;
+            trace::pod(&span, &pod);
+            let a = Audited {
+                containers: req.names.clone(),
+                ..audited("RemoveContainers", caller, &pod)
+            };
+            let this = self.clone();
+            let removed = detached(async move {
+                this.audited(a, Verb::Mutate, Some(&pod), async {
+                    let started = Instant::now();
+                    let removed = this
+                        .manager
+                        .remove(&pod, &req.names, req.grace_period_seconds)
+                        .await;
+                    crate::metrics::remove_finished(code_of(&removed), started.elapsed());
+                    Ok(removed?)
+                })
+                .await
             })
-            .await
+            .await?;
+            Ok(Response::new(api::RemoveContainersResponse { removed }))
         })
-        .await?;
-        Ok(Response::new(api::RemoveContainersResponse { removed }))
+        .await
     }
 
     async fn list_containers(
@@ -264,17 +279,24 @@ impl Control for ControlService {
         req: Request<api::ListContainersRequest>,
     ) -> Result<Response<api::ListContainersResponse>, Status> {
         let caller = auth::caller(&req);
-        let pod = pod_filter(req.get_ref().pod.as_ref())?;
-        let scope = self.read("ListContainers", caller, pod.as_ref()).await?;
-        let mut listed = self.manager.list(pod.as_ref()).await?;
-        if req.get_ref().include_removed {
-            listed.extend(self.manager.list_removed(pod.as_ref()).await?);
-        }
-        // A node-wide listing shows only the namespaces the caller may read.
-        listed.retain(|c| scope.allows(&c.pod.namespace));
-        Ok(Response::new(api::ListContainersResponse {
-            containers: listed.into_iter().map(container).collect(),
-        }))
+        let span = trace::call("ListContainers", caller.as_ref());
+        traced(span.clone(), async move {
+            let pod = pod_filter(req.get_ref().pod.as_ref())?;
+            if let Some(pod) = &pod {
+                trace::pod(&span, pod);
+            }
+            let scope = self.read("ListContainers", caller, pod.as_ref()).await?;
+            let mut listed = self.manager.list(pod.as_ref()).await?;
+            if req.get_ref().include_removed {
+                listed.extend(self.manager.list_removed(pod.as_ref()).await?);
+            }
+            // A node-wide listing shows only the namespaces the caller may read.
+            listed.retain(|c| scope.allows(&c.pod.namespace));
+            Ok(Response::new(api::ListContainersResponse {
+                containers: listed.into_iter().map(container).collect(),
+            }))
+        })
+        .await
     }
 
     async fn get_container(
@@ -282,12 +304,18 @@ impl Control for ControlService {
         req: Request<api::GetContainerRequest>,
     ) -> Result<Response<api::DynamicContainer>, Status> {
         let caller = auth::caller(&req);
-        let req = req.into_inner();
-        let pod = pod_selector(req.pod.as_ref())?;
-        self.read("GetContainer", caller, Some(&pod)).await?;
-        Ok(Response::new(container(
-            self.manager.get(&pod, &req.name).await?,
-        )))
+        let span = trace::call("GetContainer", caller.as_ref());
+        traced(span.clone(), async move {
+            let req = req.into_inner();
+            trace::containers(&span, [req.name.as_str()]);
+            let pod = pod_selector(req.pod.as_ref())?;
+            trace::pod(&span, &pod);
+            self.read("GetContainer", caller, Some(&pod)).await?;
+            Ok(Response::new(container(
+                self.manager.get(&pod, &req.name).await?,
+            )))
+        })
+        .await
     }
 
     async fn exec(
@@ -295,38 +323,48 @@ impl Control for ControlService {
         req: Request<api::ExecRequest>,
     ) -> Result<Response<api::ExecResponse>, Status> {
         let caller = auth::caller(&req);
-        let req = req.into_inner();
-        let pod = pod_selector(req.pod.as_ref())?;
-        let a = Audited {
-            containers: vec![req.name.clone()],
-            ..audited("Exec", caller, &pod)
-        };
-        let out = self
-            .audited(a, Verb::Exec, Some(&pod), async {
-                Ok(self
-                    .manager
-                    .exec(&pod, &req.name, req.command, req.timeout_seconds)
-                    .await?)
-            })
-            .await?;
-        Ok(Response::new(api::ExecResponse {
-            stdout: out.stdout,
-            stderr: out.stderr,
-            exit_code: out.exit_code,
-        }))
+        let span = trace::call("Exec", caller.as_ref());
+        traced(span.clone(), async move {
+            let req = req.into_inner();
+            trace::containers(&span, [req.name.as_str()]);
+            let pod = pod_selector(req.pod.as_ref())?;
+            trace::pod(&span, &pod);
+            let a = Audited {
+                containers: vec![req.name.clone()],
+                ..audited("Exec", caller, &pod)
+            };
+            let out = self
+                .audited(a, Verb::Exec, Some(&pod), async {
+                    Ok(self
+                        .manager
+                        .exec(&pod, &req.name, req.command, req.timeout_seconds)
+                        .await?)
+                })
+                .await?;
+            Ok(Response::new(api::ExecResponse {
+                stdout: out.stdout,
+                stderr: out.stderr,
+                exit_code: out.exit_code,
+            }))
+        })
+        .await
     }
 
     async fn get_status(
         &self,
         req: Request<api::GetStatusRequest>,
     ) -> Result<Response<api::NodeStatus>, Status> {
-        self.read("GetStatus", auth::caller(&req), None).await?;
-        let Some(info) = &self.status else {
-            return Err(Status::unimplemented(
-                "this server does not report its status",
-            ));
-        };
-        Ok(Response::new(info.status(&self.manager).await))
+        let caller = auth::caller(&req);
+        traced(trace::call("GetStatus", caller.as_ref()), async move {
+            self.read("GetStatus", caller, None).await?;
+            let Some(info) = &self.status else {
+                return Err(Status::unimplemented(
+                    "this server does not report its status",
+                ));
+            };
+            Ok(Response::new(info.status(&self.manager).await))
+        })
+        .await
     }
 
     type WatchEventsStream = EventStream;
@@ -336,36 +374,44 @@ impl Control for ControlService {
         req: Request<api::WatchEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let caller = auth::caller(&req);
-        let req = req.into_inner();
-        let filter = pod_filter(req.pod.as_ref())?;
-        let scope = self.read("WatchEvents", caller, filter.as_ref()).await?;
-        let sub = self.manager.events().subscribe(req.since_sequence);
-        let matches = move |ev: &model::Event| match (&filter, &ev.pod) {
-            (_, Some(got)) if !scope.allows(&got.namespace) => false,
-            (None, _) => true,
-            (Some(want), Some(got)) => want.matches(got),
-            (Some(_), None) => false,
-        };
-        let resync = sub.gap.then(|| api::Event {
-            r#type: api::event::Type::Resync as i32,
-            message: format!(
-                "events after {} are no longer kept: list again",
-                req.since_sequence
-            ),
-            ..Default::default()
-        });
-        let backlog: Vec<_> = resync
-            .into_iter()
-            .chain(
-                sub.backlog
-                    .into_iter()
-                    .filter(|e| matches(e))
-                    .map(convert::event),
-            )
-            .collect();
-        let live = tokio_stream::wrappers::BroadcastStream::new(sub.live);
-        let stream = async_stream(backlog, live, matches);
-        Ok(Response::new(Box::pin(stream)))
+        // The span covers setting the stream up, not the stream's life.
+        let span = trace::call("WatchEvents", caller.as_ref());
+        traced(span.clone(), async move {
+            let req = req.into_inner();
+            let filter = pod_filter(req.pod.as_ref())?;
+            if let Some(pod) = &filter {
+                trace::pod(&span, pod);
+            }
+            let scope = self.read("WatchEvents", caller, filter.as_ref()).await?;
+            let sub = self.manager.events().subscribe(req.since_sequence);
+            let matches = move |ev: &model::Event| match (&filter, &ev.pod) {
+                (_, Some(got)) if !scope.allows(&got.namespace) => false,
+                (None, _) => true,
+                (Some(want), Some(got)) => want.matches(got),
+                (Some(_), None) => false,
+            };
+            let resync = sub.gap.then(|| api::Event {
+                r#type: api::event::Type::Resync as i32,
+                message: format!(
+                    "events after {} are no longer kept: list again",
+                    req.since_sequence
+                ),
+                ..Default::default()
+            });
+            let backlog: Vec<_> = resync
+                .into_iter()
+                .chain(
+                    sub.backlog
+                        .into_iter()
+                        .filter(|e| matches(e))
+                        .map(convert::event),
+                )
+                .collect();
+            let live = tokio_stream::wrappers::BroadcastStream::new(sub.live);
+            let stream: EventStream = Box::pin(async_stream(backlog, live, matches));
+            Ok(Response::new(stream))
+        })
+        .await
     }
 }
 

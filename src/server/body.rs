@@ -29,20 +29,26 @@ pub fn full(data: Bytes) -> RelayBody {
         .boxed_unsync()
 }
 
-/// Reports one call's outcome to the observers exactly once.
+/// Reports one call's outcome to its span and the observers exactly once.
 pub struct CallEnd {
     method: PathAndQuery,
     started: Instant,
     observers: Arc<[Arc<dyn CallObserver>]>,
+    span: tracing::Span,
     response_bytes: u64,
 }
 
 impl CallEnd {
-    pub fn new(method: PathAndQuery, observers: Arc<[Arc<dyn CallObserver>]>) -> Self {
+    pub fn new(
+        method: PathAndQuery,
+        observers: Arc<[Arc<dyn CallObserver>]>,
+        span: tracing::Span,
+    ) -> Self {
         Self {
             method,
             started: Instant::now(),
             observers,
+            span,
             response_bytes: 0,
         }
     }
@@ -54,6 +60,7 @@ impl CallEnd {
             elapsed: self.started.elapsed(),
             response_bytes: self.response_bytes,
         };
+        super::span::finish(&self.span, code, record.elapsed, record.response_bytes);
         for observer in self.observers.iter() {
             observer.call_finished(&record);
         }
@@ -213,6 +220,11 @@ where
         if self.first.is_none() && !self.inner.is_end_stream() {
             self.first = std::future::poll_fn(|cx| Pin::new(&mut *self).poll_frame(cx)).await;
         }
+    }
+
+    /// The data of the frame [`RequestWatch::prefetch`] read, until it is passed on.
+    pub fn first_data(&self) -> Option<&Bytes> {
+        self.first.as_ref()?.as_ref().ok()?.data_ref()
     }
 }
 

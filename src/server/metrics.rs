@@ -1,4 +1,5 @@
-//! The logging/metrics observer: one `tracing` event per call and per-method counters.
+//! The metrics observer: per-method counters. (Each call's log line is its span's:
+//! [`super::span`].)
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -65,13 +66,6 @@ impl Metrics {
 
 impl CallObserver for Metrics {
     fn call_finished(&self, call: &CallRecord<'_>) {
-        tracing::debug!(
-            method = call.method,
-            code = ?call.code,
-            elapsed_us = call.elapsed.as_micros() as u64,
-            response_bytes = call.response_bytes,
-            "relayed"
-        );
         crate::metrics::cri_call(call.method, call.code, call.elapsed);
         let mut methods = self.lock();
         // Method paths come from clients: past a bound, new ones are counted together so that a

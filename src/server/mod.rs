@@ -11,6 +11,7 @@ pub(crate) mod mask;
 pub(crate) mod metrics;
 mod prepass;
 mod relay;
+mod span;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use http_body::Body;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 pub use relay::Relay;
 
@@ -155,12 +157,28 @@ async fn serve_connection(
     }
 }
 
+/// Relays one call inside its span (see [`span`]), so that everything the call logs carries it:
+/// the interceptors' pod hooks, and the call's own line when it ends.
+fn serve_call(
+    relay: Arc<Relay>,
+    req: Request<RecvStream>,
+    respond: SendResponse<Bytes>,
+) -> impl Future<Output = ()> {
+    let span = span::call(req.uri().path());
+    relay_call(relay, req, respond, span.clone()).instrument(span)
+}
+
 /// Relays one call and sends its answer: headers, then the body's frames as the relay yields them.
-async fn serve_call(relay: Arc<Relay>, req: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
+async fn relay_call(
+    relay: Arc<Relay>,
+    req: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    span: tracing::Span,
+) {
     // A client that cancels (a deadline, a reset) drops the call, and with it the backend's stream,
     // which h2 then resets too: containerd stops working on it.
     let resp = tokio::select! {
-        resp = relay.handle(req.map(h2body::H2Body::new)) => match resp {
+        resp = relay.handle(req.map(h2body::H2Body::new), span) => match resp {
             Ok(resp) => resp,
             Err(never) => match never {},
         },

@@ -63,9 +63,12 @@ impl Relay {
     }
 
     /// Serves one call. Never fails at the HTTP level: every problem becomes a gRPC status.
+    /// `span` is the call's (see [`super::span`]): the relay records the IDs the request names
+    /// and, at the end, the outcome in it.
     pub async fn handle<B>(
         self: Arc<Self>,
         req: Request<B>,
+        span: tracing::Span,
     ) -> Result<Response<RelayBody>, Infallible>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -76,14 +79,14 @@ impl Relay {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let end = (!self.observers.is_empty())
-            .then(|| CallEnd::new(method.clone(), self.observers.clone()));
+        let end = (!self.observers.is_empty() || !span.is_disabled())
+            .then(|| CallEnd::new(method.clone(), self.observers.clone(), span.clone()));
         let result = match self.registry.interceptor(method.path()) {
             Some(interceptor) if interceptor.active() => match interceptor.response_mask() {
-                Some(mask) => self.pass_through(req, end, Some(mask)).await,
-                None => self.intercepted(interceptor.clone(), req, end).await,
+                Some(mask) => self.pass_through(req, end, Some(mask), &span).await,
+                None => self.intercepted(interceptor.clone(), req, end, &span).await,
             },
-            _ => self.pass_through(req, end, None).await,
+            _ => self.pass_through(req, end, None, &span).await,
         };
         Ok(result.unwrap_or_else(|(status, end)| {
             if let Some(end) = end {
@@ -99,6 +102,7 @@ impl Relay {
         req: Request<B>,
         end: Option<CallEnd>,
         mask: Option<FieldMask>,
+        span: &tracing::Span,
     ) -> Result<Response<RelayBody>, Failure>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -111,6 +115,10 @@ impl Relay {
         body.prefetch().await;
         if let Some(len) = oversize.get() {
             return Err((too_large(len, self.max_message), end));
+        }
+        // The first frame is in hand anyway: its leading field may name the pod or container.
+        if let Some(data) = body.first_data() {
+            super::span::record_frame_ids(span, parts.uri.path(), data);
         }
         let req = Request::from_parts(parts, body.boxed_unsync());
         match backend.send(to_backend(req)).await {
@@ -136,6 +144,7 @@ impl Relay {
         interceptor: Arc<dyn MessageInterceptor>,
         req: Request<B>,
         end: Option<CallEnd>,
+        span: &tracing::Span,
     ) -> Result<Response<RelayBody>, Failure>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -153,10 +162,13 @@ impl Relay {
         loop {
             match decoder.next_message() {
                 Err(status) => return Err((status, end)),
-                Ok(Some(msg)) => match interceptor.on_request(&call, msg).await {
-                    Ok(msg) => forwarded.extend_from_slice(&encode_message(&msg)),
-                    Err(status) => return Err((status, end)),
-                },
+                Ok(Some(msg)) => {
+                    super::span::record_message_ids(span, &call.method, &msg);
+                    match interceptor.on_request(&call, msg).await {
+                        Ok(msg) => forwarded.extend_from_slice(&encode_message(&msg)),
+                        Err(status) => return Err((status, end)),
+                    }
+                }
                 Ok(None) => match body.frame().await {
                     None => break,
                     Some(Ok(frame)) => {
