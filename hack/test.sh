@@ -38,3 +38,5 @@ else
   echo "cargo-nextest not found; using cargo test" >&2
   cargo test --locked --no-fail-fast "$@"
 fi
+echo "== hack/up.sh (the first-run demo, not waiting; cleans up after itself)"
+UP_NO_WAIT=1 UP_PROFILE=debug hack/up.sh

@@ -4,6 +4,7 @@ mod access;
 mod clients;
 mod containerd_restart;
 mod crash;
+mod cri_cli;
 mod dynamic;
 mod gc;
 mod growth;

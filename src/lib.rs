@@ -5,8 +5,9 @@
 //! Public modules are what the binary, the benchmarks and the integration tests use; the others
 //! are private to the crate.
 //! - [`cgroup`]: pod cgroup discovery and limits (v1/v2, cgroupfs/systemd), root as a parameter.
-//! - [`cli`]: the command line (`serve` and the control API client commands); [`client`]: Unix
-//!   socket channels (one connector, eager and lazy channels).
+//! - [`cli`]: the command line (`serve`, the control API client commands, and `cri`: a small
+//!   kubelet-like CRI client for hack/up.sh's demo); [`client`]: Unix socket channels (one
+//!   connector, eager and lazy channels).
 //! - [`config`]: the TOML file and flags, checked into [`config::Settings`].
 //! - [`control`]: the control API edge (podgraft.v1alpha1): converts wire types into the domain's
 //!   ([`control::convert`]), delegates to [`dynamic::Manager`], maps errors to gRPC statuses.

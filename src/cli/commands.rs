@@ -112,6 +112,17 @@ pub async fn run_client(
             super::generate::man(dir.as_deref(), &mut std::io::stdout())?;
             return Ok(0);
         }
+        Command::Cri { endpoint, .. } => {
+            let Some(endpoint) = endpoint.clone() else {
+                bail!(
+                    "podgraft cri: give the CRI socket with --endpoint or CONTAINER_RUNTIME_ENDPOINT"
+                );
+            };
+            let Command::Cri { verb, .. } = command else {
+                unreachable!("matched above")
+            };
+            return super::cri::run(&endpoint, format, verb).await;
+        }
         _ => {}
     }
     let mut client = connect(control).await?;
@@ -122,7 +133,10 @@ pub async fn run_client(
         }
     };
     match &command {
-        Command::Serve { .. } | Command::Completions { .. } | Command::Man { .. } => {
+        Command::Serve { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::Cri { .. } => {
             unreachable!("not a client command")
         }
         Command::Add { pod, .. } => {

@@ -2,6 +2,7 @@
 //! control API.
 
 mod commands;
+mod cri;
 mod generate;
 mod ls;
 mod output;
@@ -166,6 +167,21 @@ pub enum Command {
     Man {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+    /// A small CRI client making the kubelet's calls on any CRI socket: run and remove a
+    /// kubelet-like pod, list what the kubelet sees, time containerd's own create+start.
+    Cri {
+        /// The CRI socket (a path or unix://PATH): podgraft's to act as the kubelet,
+        /// containerd's to bypass podgraft.
+        #[arg(
+            long,
+            global = true,
+            value_name = "SOCKET",
+            env = "CONTAINER_RUNTIME_ENDPOINT"
+        )]
+        endpoint: Option<String>,
+        #[command(subcommand)]
+        verb: cri::Verb,
     },
     /// Stream lifecycle events.
     Events {
