@@ -7,6 +7,7 @@
 //! one pod serve every iteration (pod teardown gets pods of its own).
 
 mod invariants;
+mod removal;
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::process::ExitStatusExt;

@@ -210,10 +210,7 @@ impl Lifecycle {
             return false;
         };
         let name = name_of(c).to_string();
-        match self
-            .remove_names(&sandbox, &[name], 0, EventKind::Collected, "Exited")
-            .await
-        {
+        match self.remove_names(&sandbox, &[name], 0, "Exited").await {
             Ok(_) => {
                 crate::metrics::gc("remove_exited");
                 true

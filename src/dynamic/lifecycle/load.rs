@@ -1,6 +1,6 @@
 //! Rebuilding what podgraft knows at start, from containerd (the source of truth) and the state
 //! files: temporary files of a killed write removed, sandbox records, interrupted adds rolled
-//! back and leftovers of interrupted creates removed (`recovery`), the registry and the ledger
+//! back, interrupted removals finished and leftovers of interrupted creates removed (`recovery`), the registry and the ledger
 //! filled from the live dynamic containers, back-offs resumed, and the pod cgroups brought in line.
 
 use k8s_cri::v1 as cri;
@@ -27,6 +27,8 @@ impl Lifecycle {
         fault::point("load.after_sandboxes");
         self.mark_stopped_pods().await?;
         self.roll_back_interrupted_adds().await?;
+        // Before the listing the restarts are resumed from: nothing being removed comes back.
+        self.finish_interrupted_removals().await;
         let containers = self
             .cri
             .list_containers(dynamic_filter(None))

@@ -3,7 +3,8 @@
 //! writer of the [`Registry`].
 //!
 //! - [`add`] over [`chain`]: admission, reservation, growth, batch record, pull, create, start;
-//! - [`remove`]; [`teardown`]: the pod lifecycle calls the relay sees;
+//! - [`remove`] (recorded before its first stop, finished at load if a crash cuts it short);
+//!   [`teardown`]: the pod lifecycle calls the relay sees;
 //! - [`load`]: rebuilding state from containerd at start; [`recovery`]: cleaning up after a
 //!   crash (verified, retried removal; tombstones of rolled-back adds; back-offs resumed);
 //! - [`supervisor`]: exit detection, restarts and cgroup reconciliation (later GC);
@@ -193,6 +194,8 @@ impl Lifecycle {
 
 #[cfg(test)]
 mod gc_tests;
+#[cfg(test)]
+mod removal_tests;
 #[cfg(test)]
 mod termination_tests;
 #[cfg(test)]

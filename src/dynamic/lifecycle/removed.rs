@@ -8,7 +8,7 @@ use k8s_cri::v1 as cri;
 use super::Lifecycle;
 use super::queries::newest_two;
 use crate::dynamic::model::{ContainerState, ContainerView, PodId};
-use crate::dynamic::state::{KeptStatus, Sandbox};
+use crate::dynamic::state::{KeptStatus, PendingRemoval, Sandbox};
 
 /// The reason a kept status gives for a container that was still running when it was removed.
 pub const REMOVED_REASON: &str = "Removed";
@@ -27,36 +27,46 @@ impl Lifecycle {
         self.describe_attempt(sandbox, newest, previous).await.ok()
     }
 
-    /// Keeps `view` as the final status of a container that is now removed.
-    pub(super) async fn keep_final_status(&self, sandbox: &Sandbox, view: ContainerView) {
-        let removed_at = self.host.now_unix_nanos();
-        let exited = view.state == ContainerState::Exited;
-        let kept = KeptStatus {
-            name: view.name,
-            container_id: view.container_id,
-            exit_code: view.exit_code,
-            reason: if exited {
-                view.reason
-            } else {
-                REMOVED_REASON.into()
-            },
-            message: view.message,
-            created_at_unix_nanos: view.created_at_unix_nanos,
-            started_at_unix_nanos: view.started_at_unix_nanos,
-            finished_at_unix_nanos: if exited {
-                view.finished_at_unix_nanos
-            } else {
-                removed_at
-            },
-            restart_count: view.restart_count,
-            image_id: view.image_id,
-            log_path: view.log_path,
-            spec: self.specs.encode(&view.spec),
-            last_state: view.last_state,
-            removed_at_unix_nanos: removed_at,
-        };
-        if let Err(e) = self.store.keep_removed_status(sandbox, kept).await {
-            tracing::warn!(sandbox = %sandbox.id(), error = %e, "could not persist a removed container's status");
+    /// The removal of `name` about to begin, with `view` (read before the first stop) as the
+    /// final status to keep once it completes; `collected` is a garbage collection's reason.
+    pub(super) fn pending_removal(
+        &self,
+        name: &str,
+        view: Option<ContainerView>,
+        collected: &str,
+    ) -> PendingRemoval {
+        let was_running = view
+            .as_ref()
+            .is_some_and(|v| v.state != ContainerState::Exited);
+        let status = view.map(|view| {
+            let exited = view.state == ContainerState::Exited;
+            KeptStatus {
+                name: view.name,
+                container_id: view.container_id,
+                exit_code: view.exit_code,
+                reason: if exited {
+                    view.reason
+                } else {
+                    REMOVED_REASON.into()
+                },
+                message: view.message,
+                created_at_unix_nanos: view.created_at_unix_nanos,
+                started_at_unix_nanos: view.started_at_unix_nanos,
+                // Both set to the removal's end by `PendingRemoval::kept_at`.
+                finished_at_unix_nanos: view.finished_at_unix_nanos,
+                restart_count: view.restart_count,
+                image_id: view.image_id,
+                log_path: view.log_path,
+                spec: self.specs.encode(&view.spec),
+                last_state: view.last_state,
+                removed_at_unix_nanos: 0,
+            }
+        });
+        PendingRemoval {
+            name: name.to_string(),
+            status,
+            was_running,
+            collected: collected.to_string(),
         }
     }
 

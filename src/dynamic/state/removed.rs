@@ -28,3 +28,35 @@ pub struct KeptStatus {
     pub last_state: Option<Termination>,
     pub removed_at_unix_nanos: i64,
 }
+
+/// A removal under way, recorded before its first stop and dropped once its containers are gone:
+/// a removal a crash cut short is finished at the next start instead of being undone by a
+/// restart (`lifecycle::load`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRemoval {
+    pub name: String,
+    /// The final status taken before the first stop (as a finished removal keeps it; its removal
+    /// time is set when the removal completes), if it could be read.
+    #[serde(default)]
+    pub status: Option<KeptStatus>,
+    /// Whether the container still ran when the removal began: its kept status then ends when
+    /// the removal completes.
+    #[serde(default)]
+    pub was_running: bool,
+    /// The reason of a garbage collection (reported as COLLECTED); empty for RemoveContainers
+    /// (reported as REMOVED).
+    #[serde(default)]
+    pub collected: String,
+}
+
+impl PendingRemoval {
+    /// The status to keep, stamped with the time the removal completed.
+    pub fn kept_at(&self, removed_at_unix_nanos: i64) -> Option<KeptStatus> {
+        let mut kept = self.status.clone()?;
+        kept.removed_at_unix_nanos = removed_at_unix_nanos;
+        if self.was_running {
+            kept.finished_at_unix_nanos = removed_at_unix_nanos;
+        }
+        Some(kept)
+    }
+}

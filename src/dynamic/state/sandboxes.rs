@@ -37,6 +37,24 @@ pub struct SandboxRecord {
     /// The last removed containers' final statuses, oldest first.
     #[serde(default)]
     pub removed_statuses: VecDeque<super::KeptStatus>,
+    /// Removals under way, recorded before their first stop: one a crash cut short is finished
+    /// at the next start, not undone by a restart. Absent when empty, so such a record stays
+    /// readable by builds that predate it (see [`SandboxRecord::format_version`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<super::PendingRemoval>,
+}
+
+impl SandboxRecord {
+    /// The format this record is written in: the base one, unless removals are under way, which
+    /// an older build would silently ignore (and restart what is being removed); it refuses a
+    /// newer format instead.
+    pub fn format_version(&self) -> u64 {
+        if self.removing.is_empty() {
+            writer::BASE_VERSION
+        } else {
+            writer::FORMAT_VERSION
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,7 +134,7 @@ impl Sandbox {
         Some(Snapshot {
             id: rec.id.clone(),
             generation,
-            data: writer::encode(&*rec),
+            data: writer::encode_as(&*rec, rec.format_version()),
         })
     }
 
@@ -200,6 +218,7 @@ impl SandboxStore {
             removed_names: VecDeque::new(),
             cgroup: None,
             removed_statuses: VecDeque::new(),
+            removing: Vec::new(),
         };
         let sandbox = self.insert(record);
         self.persist(&sandbox, |_| true).await?;
@@ -234,29 +253,45 @@ impl SandboxStore {
             .await
     }
 
-    /// Remembers a removed container name of `sandbox` (bounded) and persists it.
-    pub async fn remember_removed(&self, sandbox: &Sandbox, name: &str) -> Result<(), StateError> {
+    /// Records removals about to begin (replacing any earlier one of the same name) and
+    /// persists them before the caller stops anything.
+    pub async fn begin_removal(
+        &self,
+        sandbox: &Sandbox,
+        pending: Vec<super::PendingRemoval>,
+    ) -> Result<(), StateError> {
         self.persist(sandbox, |rec| {
-            rec.removed_names.push_back(name.to_string());
-            while rec.removed_names.len() > REMOVED_NAMES_KEPT {
-                rec.removed_names.pop_front();
-            }
+            rec.removing
+                .retain(|r| !pending.iter().any(|p| p.name == r.name));
+            rec.removing.extend(pending);
             true
         })
         .await
     }
 
-    /// Keeps the final status of a removed container of `sandbox` (bounded) and persists it.
-    pub async fn keep_removed_status(
+    /// Ends removals in one write: the names in `removed` are remembered with the final
+    /// statuses in `kept` (both bounded), and they and those in `abandoned` (a removal that
+    /// failed, its container still there) are no longer under way.
+    pub async fn finish_removal(
         &self,
         sandbox: &Sandbox,
-        status: super::KeptStatus,
+        removed: &[String],
+        kept: Vec<super::KeptStatus>,
+        abandoned: &[String],
     ) -> Result<(), StateError> {
         self.persist(sandbox, |rec| {
-            rec.removed_statuses.push_back(status);
+            for name in removed {
+                rec.removed_names.push_back(name.clone());
+            }
+            while rec.removed_names.len() > REMOVED_NAMES_KEPT {
+                rec.removed_names.pop_front();
+            }
+            rec.removed_statuses.extend(kept);
             while rec.removed_statuses.len() > super::REMOVED_STATUSES_KEPT {
                 rec.removed_statuses.pop_front();
             }
+            rec.removing
+                .retain(|r| !removed.contains(&r.name) && !abandoned.contains(&r.name));
             true
         })
         .await
@@ -327,6 +362,7 @@ impl SandboxStore {
                     removed_names: VecDeque::new(),
                     cgroup: None,
                     removed_statuses: VecDeque::new(),
+                    removing: Vec::new(),
                 },
             );
         }
@@ -363,7 +399,11 @@ mod tests {
         assert!(store.record_run("b", &req("podgraft")).await.unwrap());
         let sb = store.get("b").unwrap();
         for n in 0..12 {
-            store.remember_removed(&sb, &format!("c{n}")).await.unwrap();
+            let name = format!("c{n}");
+            store
+                .finish_removal(&sb, &[name], Vec::new(), &[])
+                .await
+                .unwrap();
         }
         let path = dir.path().join("sandboxes/b.json");
         let on_disk: SandboxRecord = writer::decode(&path, &std::fs::read(&path).unwrap()).unwrap();

@@ -12,9 +12,13 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// The format this build writes. Version 1 (no `version` field) is read as well: its fields are
-/// a subset of version 2's.
-pub const FORMAT_VERSION: u64 = 2;
+/// The newest format this build reads. Version 1 had no `version` field, its fields a subset of
+/// version 2's. Version 3 is a sandbox record with removals under way (`removing`): a version-2
+/// reader would ignore them and restart what was being removed, so it must refuse the file.
+pub const FORMAT_VERSION: u64 = 3;
+/// The format records are written in unless their content needs a newer one
+/// ([`encode_as`]): a record a version-2 build reads correctly is written for it to read.
+pub const BASE_VERSION: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -36,11 +40,17 @@ impl StateError {
     }
 }
 
-/// Serializes `value` with the current format version.
+/// Serializes `value` in the base format version.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    encode_as(value, BASE_VERSION)
+}
+
+/// Serializes `value` as format `version` (at most [`FORMAT_VERSION`]).
+pub fn encode_as<T: Serialize>(value: &T, version: u64) -> Vec<u8> {
+    debug_assert!(version <= FORMAT_VERSION);
     let mut json = serde_json::to_value(value).expect("state records serialize");
     if let Some(map) = json.as_object_mut() {
-        map.insert("version".into(), FORMAT_VERSION.into());
+        map.insert("version".into(), version.into());
     }
     serde_json::to_vec(&json).expect("JSON values serialize")
 }
@@ -209,7 +219,7 @@ pub async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'sta
 mod tests {
     use super::*;
 
-    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    #[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     struct Rec {
         id: String,
         #[serde(default)]
@@ -224,7 +234,13 @@ mod tests {
             extra: 3,
         });
         let json: serde_json::Value = serde_json::from_slice(&data).unwrap();
-        assert_eq!(json["version"], FORMAT_VERSION);
+        assert_eq!(json["version"], BASE_VERSION);
+        let v3: serde_json::Value = serde_json::from_slice(&encode_as(&Rec::default(), 3)).unwrap();
+        assert_eq!(v3["version"], 3);
+        assert_eq!(
+            decode::<Rec>(path, &encode_as(&Rec::default(), 3)).unwrap(),
+            Rec::default()
+        );
         assert_eq!(
             decode::<Rec>(path, &data).unwrap(),
             Rec {
