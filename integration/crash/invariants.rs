@@ -168,8 +168,23 @@ pub(super) async fn check(node: &Node, w: &mut World) -> Result<(), String> {
         .collect();
     let there: BTreeSet<&str> = all.iter().map(|c| c.id.as_str()).collect();
     if known != there {
+        let unknown: Vec<String> = all
+            .iter()
+            .filter(|c| !known.contains(c.id.as_str()))
+            .map(|c| {
+                let attempt = c.metadata.as_ref().map_or(0, |m| m.attempt);
+                let state = cri::ContainerState::try_from(c.state).map(|s| format!("{s:?}"));
+                format!(
+                    "{} attempt {attempt} {} in {} ({})",
+                    name_of(c),
+                    state.unwrap_or_default(),
+                    &c.pod_sandbox_id[..12],
+                    &c.id[..12]
+                )
+            })
+            .collect();
         return Err(format!(
-            "podgraft knows {known:?}, containerd has {there:?}"
+            "podgraft knows {known:?}, containerd has {there:?}; not known: {unknown:?}"
         ));
     }
     let ours: Vec<&cri::Container> = all
