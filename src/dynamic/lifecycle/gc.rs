@@ -57,6 +57,8 @@ pub struct Sweep {
     pub adopted: Vec<String>,
     /// Pods containerd no longer has.
     pub forgotten: Vec<String>,
+    /// Exited attempts older than a name's previous one (a restart's cleanup cut short).
+    pub superseded: Vec<String>,
 }
 
 impl Lifecycle {
@@ -88,6 +90,28 @@ impl Lifecycle {
         for c in &containers {
             let at = newest.entry((&c.pod_sandbox_id, name_of(c))).or_default();
             *at = (*at).max(c.created_at);
+        }
+        // The attempt before the newest is kept (as the kubelet keeps it); older ones go. A
+        // restart removes them itself once its new attempt runs; this catches what a kill or a
+        // failed removal left behind.
+        let mut by_name: HashMap<(&str, &str), Vec<i64>> = HashMap::new();
+        for c in &containers {
+            by_name
+                .entry((&c.pod_sandbox_id, name_of(c)))
+                .or_default()
+                .push(c.created_at);
+        }
+        for c in &containers {
+            let mut created = by_name[&(c.pod_sandbox_id.as_str(), name_of(c))].clone();
+            created.sort_unstable_by(|a, b| b.cmp(a));
+            let superseded = created.get(1).is_some_and(|second| c.created_at < *second);
+            if superseded
+                && c.state == cri::ContainerState::ContainerExited as i32
+                && ready.contains(c.pod_sandbox_id.as_str())
+                && self.store.get(&c.pod_sandbox_id).is_some()
+            {
+                sweep.superseded.push(c.id.clone());
+            }
         }
         let now = self.host.monotonic();
         let mut due = Vec::new();
@@ -166,6 +190,16 @@ impl Lifecycle {
                 sweep
                     .exited
                     .push((c.pod_sandbox_id.clone(), name_of(&c).to_string()));
+            }
+        }
+        for id in &sweep.superseded {
+            let c = containers.iter().find(|c| &c.id == id).expect("listed");
+            let attempt = c.metadata.as_ref().map_or(0, |m| m.attempt);
+            tracing::info!(container = %c.id, name = name_of(c), attempt, "removing an attempt older than the previous one");
+            if self.destroy(&c.id, 0).await {
+                self.remove_termination_file(&c.pod_sandbox_id, name_of(c), attempt)
+                    .await;
+                crate::metrics::gc("remove_superseded");
             }
         }
         for (ids, reason) in [(&sweep.orphaned, "Orphaned"), (&sweep.unknown, "Unknown")] {

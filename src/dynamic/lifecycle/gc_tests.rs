@@ -268,3 +268,68 @@ async fn unknown_containers_are_adopted_only_with_a_spec_an_admission_record_and
         [("sb".to_string(), "twin".to_string())]
     );
 }
+
+#[tokio::test]
+async fn attempts_older_than_the_previous_one_go_and_the_newest_two_stay() {
+    let fx = fixture(settings()).await;
+    let added = fx
+        .manager
+        .add(&agent(), vec![spec("crash", RestartPolicy::Always)])
+        .await
+        .unwrap();
+    let first = added[0].container_id.clone();
+    let status = fx.cri.container_status(&first, false).await.unwrap();
+    let st = status.status.unwrap();
+    let labels = fx
+        .cri
+        .containers()
+        .into_iter()
+        .find(|(_, c)| c.id == first)
+        .unwrap()
+        .1
+        .labels;
+    // Two later attempts, as a restart makes them, and a kill that cut short the removal of the
+    // first: attempts 0 and 1 exited, 2 running.
+    let mut ids = vec![first.clone()];
+    for attempt in 1..=2 {
+        let id = fx
+            .cri
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: "sb".into(),
+                config: Some(cri::ContainerConfig {
+                    metadata: Some(cri::ContainerMetadata {
+                        name: "crash".into(),
+                        attempt,
+                    }),
+                    image: Some(cri::ImageSpec {
+                        image: "busybox:1".into(),
+                        ..Default::default()
+                    }),
+                    labels: labels.clone(),
+                    annotations: st.annotations.clone(),
+                    ..Default::default()
+                }),
+                sandbox_config: None,
+            })
+            .await
+            .unwrap();
+        fx.cri.start_container(&id).await.unwrap();
+        ids.push(id);
+    }
+    fx.cri.set_exited(&ids[0], 1, "Error");
+    fx.cri.set_exited(&ids[1], 1, "Error");
+    let sweep = fx.manager.collect_garbage().await;
+    assert_eq!(sweep.superseded, [ids[0].clone()]);
+    let left: Vec<String> = fx
+        .cri
+        .containers()
+        .into_iter()
+        .filter(|(_, c)| c.labels.contains_key(DYNAMIC_LABEL))
+        .map(|(_, c)| c.id)
+        .collect();
+    assert!(!left.contains(&ids[0]), "{left:?}");
+    assert!(left.contains(&ids[1]) && left.contains(&ids[2]), "{left:?}");
+    // The name keeps its reservation: its newest attempt runs.
+    assert!(fx.manager.lifecycle.ledger.holds("sb", "crash"));
+    assert!(fx.manager.collect_garbage().await.superseded.is_empty());
+}
