@@ -1,10 +1,13 @@
 //! The probe engine under load, and what that load does to the relay: 1,000 TCP and 1,000 HTTP
 //! probes per second (readiness probes, period 1 s, started spread over one second) against
 //! listeners in this process, run by `dynamic::probes::Prober` on a thread and current-thread
-//! runtime of its own, as the daemon's dynamic plane runs it. Printed: probes per second achieved,
-//! that thread's CPU time over wall time, CPU per probe, this process's RSS before and during the
-//! load; and Version through a podgraft process (in front of the in-process fake backend, as
-//! benches/relay.rs does), p50/p99 without and with the probe load, alternated in rounds.
+//! runtime of its own, as the daemon's dynamic plane runs it; side by side, in alternated rounds,
+//! the floor: the same connections made by bare sockets on that thread (most of a probe's CPU
+//! is the kernel's loopback TCP, both ends of which run in the connecting thread's system time).
+//! Printed: probes per second achieved, that thread's CPU (user and system) over wall time and
+//! per probe, this process's RSS before and during the load; and Version through a podgraft
+//! process (in front of the in-process fake backend, as benches/relay.rs does), p50/p99 without
+//! and with the probe load, alternated in rounds.
 //!
 //! The engine runs in this process rather than inside the podgraft process: it shares the
 //! machine's CPUs with the relay as the dynamic plane's thread would (the relay and the plane are
@@ -42,6 +45,23 @@ fn thread_cpu(tid: i32) -> Duration {
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .map(Duration::from_nanos)
         .unwrap_or_default()
+}
+
+/// User and system CPU time of one thread of this process (clock ticks, from its stat file).
+fn thread_user_sys(tid: i32) -> (Duration, Duration) {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let field = |n: usize| -> u64 {
+        rest.split_whitespace()
+            .nth(n - 3)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let ticks = |t: u64| Duration::from_nanos(t * 1_000_000_000 / hz);
+    (ticks(field(14)), ticks(field(15)))
 }
 
 fn rss_kib() -> u64 {
@@ -130,9 +150,52 @@ fn spawn_listeners() -> Listeners {
     Listeners { tcp, http, hits }
 }
 
+/// What runs the probes: podgraft's engine, or the floor: bare sockets doing the same network
+/// work (connect and close; connect, a minimal GET, read to the end) on the same kind of thread,
+/// with nothing else (no state machine, no HTTP library, no timers but the period).
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Engine,
+    Bare,
+}
+
 enum Load {
-    Start,
+    Start(Mode),
     Stop,
+}
+
+/// One bare TCP "probe" per second until aborted.
+async fn bare_tcp(port: u16) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            drop(s);
+        }
+    }
+}
+
+/// One bare HTTP GET per second until aborted: the request written, the answer read to its end.
+async fn bare_http(port: u16) {
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: kube-probe/1.36\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    );
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut buf = [0u8; 1024];
+    loop {
+        tick.tick().await;
+        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            continue;
+        };
+        if s.write_all(request.as_bytes()).await.is_err() {
+            continue;
+        }
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    }
 }
 
 fn readiness(handler: ProbeHandler) -> Option<Probe> {
@@ -177,35 +240,42 @@ fn spawn_probe_plane(l: &Listeners) -> (mpsc::UnboundedSender<Load>, i32) {
                 },
                 running_for: Duration::ZERO,
             };
+            let mut bare = Vec::new();
             while let Some(cmd) = rx.recv().await {
                 match cmd {
-                    Load::Start => {
+                    Load::Start(mode) => {
                         // Spread over a second, as containers started over time would be.
                         for i in 0..PER_KIND {
-                            prober.start(target(
-                                i,
-                                "tcp",
-                                ProbeHandler::TcpSocket {
-                                    port: PortRef::Number(tcp_port.into()),
-                                    host: String::new(),
-                                },
-                            ));
-                            prober.start(target(
-                                i,
-                                "http",
-                                ProbeHandler::HttpGet {
-                                    path: "/healthz".into(),
-                                    port: PortRef::Number(http_port.into()),
-                                    host: String::new(),
-                                    scheme: Scheme::Http,
-                                    headers: vec![],
-                                },
-                            ));
+                            if mode == Mode::Bare {
+                                bare.push(tokio::spawn(bare_tcp(tcp_port)));
+                                bare.push(tokio::spawn(bare_http(http_port)));
+                            } else {
+                                prober.start(target(
+                                    i,
+                                    "tcp",
+                                    ProbeHandler::TcpSocket {
+                                        port: PortRef::Number(tcp_port.into()),
+                                        host: String::new(),
+                                    },
+                                ));
+                                prober.start(target(
+                                    i,
+                                    "http",
+                                    ProbeHandler::HttpGet {
+                                        path: "/healthz".into(),
+                                        port: PortRef::Number(http_port.into()),
+                                        host: String::new(),
+                                        scheme: Scheme::Http,
+                                        headers: vec![],
+                                    },
+                                ));
+                            }
                             tokio::time::sleep(Duration::from_micros(1_000_000 / PER_KIND as u64))
                                 .await;
                         }
                     }
                     Load::Stop => {
+                        bare.drain(..).for_each(|t| t.abort());
                         for i in 0..PER_KIND {
                             prober.stop(&format!("tcp-{i}"));
                             prober.stop(&format!("http-{i}"));
@@ -252,6 +322,52 @@ async fn versions(client: &Client, n: usize) -> Vec<Duration> {
     out
 }
 
+/// The probe thread's CPU and the listeners' count at one instant.
+struct Reading {
+    at: Instant,
+    cpu: Duration,
+    user: Duration,
+    sys: Duration,
+    hits: u64,
+}
+
+impl Reading {
+    fn take(tid: i32, listeners: &Listeners) -> Self {
+        let (user, sys) = thread_user_sys(tid);
+        Reading {
+            at: Instant::now(),
+            cpu: thread_cpu(tid),
+            user,
+            sys,
+            hits: listeners.hits.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// CPU, wall time and probes summed over the rounds of one mode.
+#[derive(Default)]
+struct Account {
+    cpu: Duration,
+    user: Duration,
+    sys: Duration,
+    wall: Duration,
+    probes: u64,
+}
+
+impl Account {
+    fn add(&mut self, start: &Reading, end: &Reading) {
+        self.cpu += end.cpu - start.cpu;
+        self.user += end.user - start.user;
+        self.sys += end.sys - start.sys;
+        self.wall += end.at - start.at;
+        self.probes += end.hits - start.hits;
+    }
+
+    fn percent(&self, d: Duration) -> f64 {
+        100.0 * d.as_secs_f64() / self.wall.as_secs_f64()
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -272,45 +388,60 @@ fn main() {
         versions(&client, scale(2_000)).await;
         let n = scale(5_000);
         let (mut off, mut on) = (Samples::default(), Samples::default());
-        let (mut cpu, mut wall, mut probes) = (Duration::ZERO, Duration::ZERO, 0u64);
+        let (mut engine, mut floor) = (Account::default(), Account::default());
+        // PROBE_BENCH_ONLY=engine|bare runs one side, to trace or profile it alone.
+        let modes: Vec<Mode> = match std::env::var("PROBE_BENCH_ONLY").as_deref() {
+            Ok("engine") => vec![Mode::Engine],
+            Ok("bare") => vec![Mode::Bare],
+            _ => vec![Mode::Engine, Mode::Bare],
+        };
         let rss_idle = rss_kib();
         let mut rss_loaded = 0;
         for _ in 0..ROUNDS {
             off.0.extend(versions(&client, n).await);
-            load.send(Load::Start).unwrap();
-            // The load ramps up over a second; measure once every probe runs.
-            tokio::time::sleep(Duration::from_millis(2_500)).await;
-            let (c0, h0, t0) = (
-                thread_cpu(tid),
-                listeners.hits.load(Ordering::Relaxed),
-                Instant::now(),
-            );
-            on.0.extend(versions(&client, n).await);
-            // At least 3 s of load per round for the CPU figure.
-            let left = Duration::from_secs(3).saturating_sub(t0.elapsed());
-            tokio::time::sleep(left).await;
-            cpu += thread_cpu(tid) - c0;
-            wall += t0.elapsed();
-            probes += listeners.hits.load(Ordering::Relaxed) - h0;
-            rss_loaded = rss_loaded.max(rss_kib());
-            load.send(Load::Stop).unwrap();
-            // Probes in flight finish; the listeners go quiet.
-            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            for mode in modes.iter().copied() {
+                load.send(Load::Start(mode)).unwrap();
+                // The load ramps up over a second; measure once every probe runs.
+                tokio::time::sleep(Duration::from_millis(2_500)).await;
+                let start = Reading::take(tid, &listeners);
+                if mode == Mode::Engine {
+                    on.0.extend(versions(&client, n).await);
+                    rss_loaded = rss_loaded.max(rss_kib());
+                }
+                // At least 3 s of load per round for the CPU figure.
+                let left = Duration::from_secs(3).saturating_sub(start.at.elapsed());
+                tokio::time::sleep(left).await;
+                let account = if mode == Mode::Engine {
+                    &mut engine
+                } else {
+                    &mut floor
+                };
+                account.add(&start, &Reading::take(tid, &listeners));
+                load.send(Load::Stop).unwrap();
+                // Probes in flight finish; the listeners go quiet.
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+            }
         }
-        let rate = probes as f64 / wall.as_secs_f64();
         println!(
-            "\nProbe engine: {PER_KIND} TCP + {PER_KIND} HTTP readiness probes (period 1 s) against local listeners, {ROUNDS} rounds"
+            "\nProbes: {PER_KIND} TCP + {PER_KIND} HTTP per second (period 1 s) against local listeners, {ROUNDS} rounds alternated"
         );
         println!(
-            "{:>12} | {:>22} | {:>16} | {:>24}",
-            "probes/s", "engine thread CPU/wall", "CPU µs per probe", "process RSS idle/loaded"
+            "{:<22} | {:>9} | {:>14} | {:>10} | {:>10} | {:>12}",
+            "run by", "probes/s", "thread CPU/wall", "user", "system", "µs per probe"
         );
+        for (label, a) in [("podgraft engine", &engine), ("bare sockets (floor)", &floor)] {
+            println!(
+                "{label:<22} | {:>9.0} | {:>13.1}% | {:>9.1}% | {:>9.1}% | {:>12.1}",
+                a.probes as f64 / a.wall.as_secs_f64(),
+                a.percent(a.cpu),
+                a.percent(a.user),
+                a.percent(a.sys),
+                us(a.cpu) / a.probes.max(1) as f64,
+            );
+        }
         println!(
-            "{rate:>12.0} | {:>21.1}% | {:>16.1} | {:>12} / {:>6} KiB",
-            100.0 * cpu.as_secs_f64() / wall.as_secs_f64(),
-            us(cpu) / probes.max(1) as f64,
-            rss_idle,
-            rss_loaded
+            "engine / floor CPU: {:.2}; process RSS idle / under the engine's load: {rss_idle} / {rss_loaded} KiB",
+            engine.percent(engine.cpu) / floor.percent(floor.cpu).max(f64::MIN_POSITIVE),
         );
         println!(
             "\nRelay: Version through podgraft (fake backend), {} samples each, alternated",

@@ -122,6 +122,7 @@ impl Manager {
                 settings.host.clone(),
             )),
             gc: Default::default(),
+            stranded_removals: Default::default(),
             host: settings.host,
         };
         Self {

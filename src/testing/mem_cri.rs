@@ -24,6 +24,9 @@ pub struct MemCri {
     state: Mutex<State>,
     /// Container names whose StartContainer fails.
     pub fail_start: Mutex<HashSet<String>>,
+    /// Container names whose StopContainer and RemoveContainer fail (UNAVAILABLE): a
+    /// containerd that will not let go of them.
+    pub fail_destroy: Mutex<HashSet<String>>,
     /// Every call as "Method id-or-name", oldest first.
     pub calls: Mutex<Vec<String>>,
     /// Plain (non-verbose) ContainerStatus fails (UNAVAILABLE) while set.
@@ -216,6 +219,22 @@ impl MemCri {
     }
 
     /// Where containerd would say the container's log is.
+    /// The injected failure of `op` on `id`, if its name is in [`MemCri::fail_destroy`].
+    fn destroy_failure(&self, op: &'static str, id: &str) -> Option<CriError> {
+        let failing = self.fail_destroy.lock().unwrap();
+        let named = self.state().containers.iter().any(|c| {
+            c.id == id
+                && c.metadata
+                    .as_ref()
+                    .is_some_and(|m| failing.contains(&m.name))
+        });
+        named.then(|| CriError {
+            op,
+            code: 14,
+            message: format!("injected failure of {op} {id}"),
+        })
+    }
+
     pub fn set_log_path(&self, id: &str, path: &str) {
         for c in self.state().containers.iter_mut().filter(|c| c.id == id) {
             c.log_path = path.to_string();
@@ -425,12 +444,18 @@ impl Cri for MemCri {
         if !self.state().containers.iter().any(|c| c.id == id) {
             return ready(Err(not_found("StopContainer", id)));
         }
+        if let Some(e) = self.destroy_failure("StopContainer", id) {
+            return ready(Err(e));
+        }
         self.set_state(id, cri::ContainerState::ContainerExited, 137);
         ready(Ok(()))
     }
 
     fn remove_container(&self, id: &str) -> BoxFuture<'_, CriResult<()>> {
         self.log(format!("RemoveContainer {id}"));
+        if let Some(e) = self.destroy_failure("RemoveContainer", id) {
+            return ready(Err(e));
+        }
         let mut st = self.state();
         let before = st.containers.len();
         st.containers.retain(|c| c.id != id);

@@ -3,7 +3,7 @@
 //! writer of the [`Registry`].
 //!
 //! - [`add`] over [`chain`]: admission, reservation, growth, batch record, pull, create, start;
-//! - [`remove`] (recorded before its first stop, finished at load if a crash cuts it short);
+//! - [`remove`] (recorded before its first stop; [`unfinished`] finishes one a crash cut short);
 //!   [`teardown`]: the pod lifecycle calls the relay sees;
 //! - [`load`]: rebuilding state from containerd at start; [`recovery`]: cleaning up after a
 //!   crash (verified, retried removal; tombstones of rolled-back adds; back-offs resumed);
@@ -30,6 +30,7 @@ mod supervisor;
 mod teardown;
 pub mod termination;
 pub mod translate;
+mod unfinished;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +75,8 @@ pub(crate) struct Lifecycle {
     /// Probes of running dynamic containers (lifecycle/probing.rs starts and stops them).
     pub probes: Arc<Prober>,
     pub gc: gc::GcState,
+    /// Removals recovery could not finish at load (sandbox, name): the supervisor retries them.
+    pub stranded_removals: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 /// The CRI filter for dynamic containers, of one sandbox or all.

@@ -5,8 +5,7 @@
 //!
 //! - interrupted adds are rolled back at load and their batches kept as tombstones, swept by the
 //!   supervisor until no late create of theirs can land (`state::batches`);
-//! - removals a crash cut short (recorded in the sandbox record before their first stop) are
-//!   finished at load, before any restart is resumed;
+//! - removals a crash cut short are finished at load (`unfinished`);
 //! - containers left CREATED by an interrupted create→start (an add's or a restart's) are removed;
 //! - the CrashLoopBackOff of every container is rebuilt from its attempt number and timestamps,
 //!   so a kill neither resets the back-off nor restarts a crash-looping container early.
@@ -110,7 +109,7 @@ impl Lifecycle {
     }
 
     /// Logs and reports (FAILED, reason `CleanupFailed`) a container recovery could not remove.
-    fn report_uncleanable(&self, c: &cri::Container, why: &str) {
+    pub(super) fn report_uncleanable(&self, c: &cri::Container, why: &str) {
         tracing::error!(container = %c.id, sandbox = %c.pod_sandbox_id, error = why, "could not clean up a dynamic container after a crash; will retry");
         self.events.emit(Event {
             kind: EventKind::Failed,
@@ -171,48 +170,6 @@ impl Lifecycle {
             }
         }
         Ok(())
-    }
-
-    /// At load, before restarts are resumed: every removal a crash cut short (RemoveContainers or
-    /// garbage collection, recorded before its first stop) is finished as it would have
-    /// finished: containers removed (verified), final status kept, reservation released (the
-    /// ledger is rebuilt without them, and the load's reconcile shrinks the pod). One that
-    /// cannot be finished stays recorded, is reported, and its container is not restarted.
-    pub(super) async fn finish_interrupted_removals(&self) {
-        for sandbox in self.store.all() {
-            let pending = sandbox.record().removing.clone();
-            if pending.is_empty() {
-                continue;
-            }
-            let id = sandbox.id();
-            let mut done = Vec::new();
-            for p in pending {
-                tracing::warn!(sandbox = %id, name = %p.name, "finishing a removal interrupted by a crash");
-                let found = match self.find(&id, &p.name).await {
-                    Ok(found) => found,
-                    Err(e) => {
-                        tracing::error!(sandbox = %id, name = %p.name, error = %e, "could not finish an interrupted removal");
-                        continue;
-                    }
-                };
-                fault::point("load.before_finish_removal");
-                let results = futures_util::future::join_all(
-                    found.iter().map(|c| self.destroy_verified(&c.id)),
-                )
-                .await;
-                let mut clean = true;
-                for (c, result) in found.iter().zip(results) {
-                    if let Err(why) = result {
-                        clean = false;
-                        self.report_uncleanable(c, &why);
-                    }
-                }
-                if clean {
-                    done.push((p, found.into_iter().map(|c| c.id).collect()));
-                }
-            }
-            self.complete_removals(&sandbox, done, &[]).await;
-        }
     }
 
     /// At load: containers a crash left between create and start are removed (no podgraft call

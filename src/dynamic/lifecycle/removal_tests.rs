@@ -176,3 +176,49 @@ async fn a_removal_that_completes_leaves_nothing_under_way() {
     assert_eq!(record["version"], 2);
     assert_eq!(record["removed_statuses"][0]["name"], "tool");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_removal_recovery_cannot_finish_at_load_is_retried_by_the_supervisor() {
+    let fx = fixture(ManagerSettings::default()).await;
+    fx.manager
+        .add(&agent(), vec![spec("doomed", RestartPolicy::Always)])
+        .await
+        .unwrap();
+    fx.manager.poll_once().await.unwrap();
+    let ids = removal_begun(&fx, "doomed", "").await;
+    // containerd refuses to stop or remove it for as long as the next start's recovery tries.
+    fx.cri.fail_destroy.lock().unwrap().insert("doomed".into());
+
+    let host = Arc::new(FakeHost::default());
+    let again = restarted(&fx, host.clone()).await;
+    assert_eq!(
+        live(&fx.cri),
+        ["doomed"],
+        "containerd still has it, running"
+    );
+    assert_eq!(events(&again, EventKind::Failed).len(), 1, "reported");
+    assert_eq!(record_on_disk(&fx)["removing"][0]["name"], "doomed");
+
+    // It exits meanwhile: the removal still holds the name, so it is not restarted.
+    fx.cri.set_exited(&ids[0], 1, "Error");
+    again.poll_once().await.unwrap();
+    host.advance(Duration::from_secs(600));
+    again.restart_due().await;
+    assert_eq!(live(&fx.cri), ["doomed"]);
+    assert!(events(&again, EventKind::Restarting).is_empty());
+
+    // containerd recovers; the supervisor's next sweep finishes the removal.
+    fx.cri.fail_destroy.lock().unwrap().clear();
+    again.lifecycle.retry_stranded_removals().await;
+    assert!(live(&fx.cri).is_empty());
+    assert!(record_on_disk(&fx).get("removing").is_none());
+    assert!(!again.lifecycle.ledger.holds("sb", "doomed"));
+    assert_eq!(events(&again, EventKind::Removed).len(), 1);
+    assert_eq!(
+        again.get(&agent(), "doomed").await.unwrap().reason,
+        "Removed"
+    );
+    // Done once: a further sweep has nothing left.
+    again.lifecycle.retry_stranded_removals().await;
+    assert_eq!(events(&again, EventKind::Removed).len(), 1);
+}

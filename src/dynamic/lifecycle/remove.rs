@@ -58,6 +58,7 @@ impl Lifecycle {
                     "names[{i}]: no dynamic container {name:?} in sandbox {id}"
                 )));
             }
+            self.unstrand(&id, name);
             let view = self.final_status(sandbox, &found).await;
             pending.push(self.pending_removal(name, view, collected));
             targets.extend(found.into_iter().map(|c| (name.clone(), c.id)));

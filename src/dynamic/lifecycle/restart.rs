@@ -60,7 +60,12 @@ impl Lifecycle {
             return;
         };
         let stopping = self.store.get(sandbox_id).is_none_or(|s| s.is_stopping());
-        if stopping || !should_restart(spec.restart_policy, code) {
+        // A removal under way (or one recovery has yet to finish) holds the name: no restart.
+        let removing = self
+            .store
+            .get(sandbox_id)
+            .is_some_and(|s| s.record().removing.iter().any(|r| r.name == name));
+        if stopping || removing || !should_restart(spec.restart_policy, code) {
             return;
         }
         let now = self.host.monotonic();

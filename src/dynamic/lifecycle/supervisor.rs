@@ -1,6 +1,6 @@
 //! The supervisor: one loop, one shutdown signal. It detects exits of dynamic containers, runs
-//! the restarts their policies ask for, and keeps pod cgroups in line (garbage collection will
-//! run here too). An exit it sees stops that container's probes (`dynamic::probes`).
+//! the restarts their policies ask for, collects garbage, sweeps what crashes left and keeps pod
+//! cgroups in line. An exit it sees stops that container's probes (`dynamic::probes`).
 
 use std::future::Future;
 use std::time::Duration;
@@ -104,6 +104,7 @@ impl Lifecycle {
                 _ = reconcile.tick() => {
                     // Leftovers of a crash first: the reconcile then sizes what remains.
                     self.sweep_leftovers().await;
+                    self.retry_stranded_removals().await;
                     self.cgroups.reconcile().await;
                 }
                 () = &mut shutdown => return,

@@ -21,7 +21,17 @@ pub async fn run(host: &str, port: u16, service: &str, timeout: Duration) -> (Ou
         Err(e) => return (Outcome::Unknown, format!("{url}: {e}")),
     };
     let check = async {
-        let channel = endpoint.connect().await.map_err(|e| {
+        let (host, port) = (host.to_string(), port);
+        // Dialled here rather than by tonic: the connection closes with a RST (`close_abortively`).
+        let dial = tower::service_fn(move |_: http::Uri| {
+            let host = host.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+                super::close_abortively(&tcp);
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tcp))
+            }
+        });
+        let channel = endpoint.connect_with_connector(dial).await.map_err(|e| {
             format!(
                 "failed to connect service {url:?} within {}s: {e}",
                 timeout.as_secs()

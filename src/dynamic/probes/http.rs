@@ -1,7 +1,8 @@
 //! HTTP(S) GET probes, as the kubelet's prober makes them: status 200–399 is success; redirects
 //! to the same host are followed (at most 10), a redirect to another host is not followed and
 //! counts as success (with a warning); HTTPS certificates are not verified; one connection per
-//! probe (`Connection: close`); at most 10 KiB of the body is read.
+//! probe (`Connection: close`, closed with a RST once the answer is read); at most 10 KiB of the
+//! body is read.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -138,6 +139,7 @@ async fn get(url: &Url, headers: &[EnvVar]) -> Result<(StatusCode, Option<String
     let tcp = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
         .await
         .map_err(|e| format!("dial tcp {addr}: {e}"))?;
+    super::close_abortively(&tcp);
     let request = request(url, headers)?;
     if url.https {
         let name = rustls::pki_types::ServerName::try_from(url.host.clone())

@@ -170,3 +170,50 @@ fn locations_resolve_against_the_current_url() {
     assert_eq!(resolve(&base, "//other:81/").unwrap().host, "other");
     assert!(resolve(&base, "ftp://x/").is_none());
 }
+
+/// Whether the loopback connection from port `local` to port `remote` is in TIME_WAIT on the
+/// `local` side (/proc/net/tcp).
+fn in_time_wait(local: u16, remote: u16) -> bool {
+    let (local, remote) = (
+        format!("0100007F:{local:04X}"),
+        format!("0100007F:{remote:04X}"),
+    );
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&local.as_str())
+                && f.get(2) == Some(&remote.as_str())
+                && f.get(3) == Some(&"06")
+        })
+}
+
+#[tokio::test]
+async fn the_connection_ends_with_a_reset_leaving_no_time_wait() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut s, peer) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            head.extend_from_slice(&buf[..n]);
+        }
+        // The whole answer, with the connection left open: the probe ends it, then the server.
+        s.write_all(reply("200 OK", "", "ok").as_bytes())
+            .await
+            .unwrap();
+        while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+        peer.port()
+    });
+    assert_eq!(run(&probe(port, "/"), T).await.0, Outcome::Success);
+    let client_port = server.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !in_time_wait(client_port, port),
+        "the probe's end of the connection must not linger in TIME_WAIT"
+    );
+}

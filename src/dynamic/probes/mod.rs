@@ -24,3 +24,15 @@ pub use target::NO_POD_IP;
 
 #[cfg(test)]
 mod worker_tests;
+
+/// Makes a probe's connection close with a RST (SO_LINGER 0, set when it opens, acts when it is
+/// dropped): no FIN exchange and no TIME_WAIT socket left on the node per probe, which at high
+/// rates towards one pod would use up its ephemeral ports (kubernetes#89898). Nothing is lost:
+/// a probe drops its connection when it has sent nothing (TCP) or has read the whole answer
+/// (HTTP, gRPC), or when it gives up. The kubelet lingers 1 s instead; on a non-blocking socket
+/// a non-zero linger would block the runtime's thread in close.
+fn close_abortively(stream: &tokio::net::TcpStream) {
+    if let Err(e) = stream.set_zero_linger() {
+        tracing::debug!(error = %e, "setting SO_LINGER on a probe connection failed");
+    }
+}
