@@ -108,8 +108,30 @@ impl Lifecycle {
         Err(last)
     }
 
+    /// Destroys `containers` at once (each verified, as `destroy_verified`); whether all are
+    /// gone. What cannot be removed is reported when `report` is set.
+    pub(super) async fn destroy_all_verified(
+        &self,
+        containers: &[cri::Container],
+        report: bool,
+    ) -> bool {
+        let results =
+            futures_util::future::join_all(containers.iter().map(|c| self.destroy_verified(&c.id)))
+                .await;
+        let mut clean = true;
+        for (c, result) in containers.iter().zip(results) {
+            if let Err(why) = result {
+                clean = false;
+                if report {
+                    self.report_uncleanable(c, &why);
+                }
+            }
+        }
+        clean
+    }
+
     /// Logs and reports (FAILED, reason `CleanupFailed`) a container recovery could not remove.
-    pub(super) fn report_uncleanable(&self, c: &cri::Container, why: &str) {
+    fn report_uncleanable(&self, c: &cri::Container, why: &str) {
         tracing::error!(container = %c.id, sandbox = %c.pod_sandbox_id, error = why, "could not clean up a dynamic container after a crash; will retry");
         self.events.emit(Event {
             kind: EventKind::Failed,
@@ -139,18 +161,7 @@ impl Lifecycle {
         if !found.is_empty() {
             tracing::warn!(sandbox = %batch.sandbox, names = ?batch.names, containers = found.len(), "rolling back an add interrupted by a crash");
         }
-        let results =
-            futures_util::future::join_all(found.iter().map(|c| self.destroy_verified(&c.id)))
-                .await;
-        let mut clean = true;
-        for (c, result) in found.iter().zip(results) {
-            if let Err(why) = result {
-                clean = false;
-                if report {
-                    self.report_uncleanable(c, &why);
-                }
-            }
-        }
+        let clean = self.destroy_all_verified(&found, report).await;
         Ok(clean)
     }
 

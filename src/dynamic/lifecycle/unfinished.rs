@@ -89,17 +89,7 @@ impl Lifecycle {
                 }
             };
             fault::point("load.before_finish_removal");
-            let results =
-                futures_util::future::join_all(found.iter().map(|c| self.destroy_verified(&c.id)))
-                    .await;
-            let mut clean = true;
-            for (c, result) in found.iter().zip(results) {
-                if let Err(why) = result {
-                    clean = false;
-                    self.report_uncleanable(c, &why);
-                }
-            }
-            if clean {
+            if self.destroy_all_verified(&found, true).await {
                 done.push((p, found.into_iter().map(|c| c.id).collect()));
             } else {
                 left.push(p.name);
